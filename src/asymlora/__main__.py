@@ -1,0 +1,5 @@
+import sys
+
+from asymlora.cli import main
+
+sys.exit(main())

@@ -1,0 +1,66 @@
+"""Shared fixtures: tiny models built in the test (no download)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn as nn
+
+
+class TinyNet(nn.Module):
+    """Linear layers of different shapes, a conv, and a head."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 6, 3, padding=1)
+        self.proj = nn.Linear(6 * 4 * 4, 24)
+        self.mlp = nn.Sequential(nn.Linear(24, 40), nn.GELU(), nn.Linear(40, 24))
+        self.classifier = nn.Linear(24, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.conv(x)).flatten(1)
+        h = self.proj(h)
+        h = h + self.mlp(h)
+        return self.classifier(h)
+
+
+@pytest.fixture
+def tiny_net():
+    torch.manual_seed(0)
+    return TinyNet()
+
+
+@pytest.fixture
+def tiny_input():
+    g = torch.Generator().manual_seed(1)
+    return torch.randn(5, 3, 4, 4, generator=g)
+
+
+def tiny_bert(num_labels: int = 3):
+    from transformers import BertConfig, BertForSequenceClassification
+
+    torch.manual_seed(0)
+    cfg = BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                     intermediate_size=64, max_position_embeddings=64, num_labels=num_labels)
+    return BertForSequenceClassification(cfg).eval()
+
+
+def tiny_gpt2():
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(0)
+    cfg = GPT2Config(vocab_size=100, n_embd=32, n_layer=2, n_head=4, n_positions=64)
+    return GPT2LMHeadModel(cfg).eval()
+
+
+def randomize_factors(model, seed: int = 7, scale: float = 0.1) -> None:
+    """Give every factor random values so that ΔW ≠ 0 (as after training)."""
+    import asymlora
+
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for _, layer in asymlora.adapted_layers(model):
+            for which in "AB":
+                t = getattr(layer, f"lora_{which}")
+                if layer.is_trainable(which):
+                    t.copy_(torch.randn(t.shape, generator=g) * scale)
