@@ -30,7 +30,7 @@ from safetensors.torch import load_file, save_file
 from .atomic import atomic_write, atomic_write_json, sha256_file
 from .config import AdapterConfig
 from .init import fingerprint, fingerprints_match, init_factor
-from .inject import adapted_layers, get_config, get_train_modules, inject
+from .inject import adapted_layers, get_config, get_train_modules, inject, unload
 from .layers import AdaptedLayer
 
 CONFIG_NAME = "adapter_config.json"
@@ -136,6 +136,15 @@ def load_adapter(base_model: nn.Module, path: str | os.PathLike) -> nn.Module:
         inject(base_model, config)
     except (ValueError, TypeError) as err:
         raise CheckpointError(f"the adapter at {path} does not fit this base model: {err}") from None
+    try:
+        _load_into(base_model, meta, tensors, path)
+    except CheckpointError:
+        unload(base_model, merge=False)  # leave the base model as it was given
+        raise
+    return base_model
+
+
+def _load_into(base_model: nn.Module, meta: dict[str, Any], tensors: dict[str, torch.Tensor], path) -> None:
     layers = dict(adapted_layers(base_model))
     saved = meta["layers"]
     missing, extra = sorted(set(saved) - set(layers)), sorted(set(layers) - set(saved))
@@ -157,7 +166,6 @@ def load_adapter(base_model: nn.Module, path: str | os.PathLike) -> nn.Module:
                                   f"{tuple(params[pname].shape)} (e.g. a head with another number of labels)")
         with torch.no_grad():
             params[pname].copy_(value)
-    return base_model
 
 
 def _load_layer(layer: AdaptedLayer, entry: dict[str, Any], tensors: dict[str, torch.Tensor], path) -> None:

@@ -1,0 +1,153 @@
+"""save_adapter / load_adapter: identical outputs, only trained tensors stored, clear errors."""
+
+import json
+import os
+
+import pytest
+import torch
+import torch.nn as nn
+from safetensors.torch import load_file
+
+import asymlora
+from asymlora.checkpoint import CONFIG_NAME, WEIGHTS_NAME, CheckpointError
+from conftest import TinyNet, randomize_factors, tiny_bert
+
+
+def _trained(preset, **kw):
+    torch.manual_seed(0)
+    net = TinyNet()
+    asymlora.inject(net, asymlora.AdapterConfig.preset(preset, rank=3, targets=["conv", "proj", "mlp.0", "mlp.2"],
+                                                       train_modules=["classifier"], **kw))
+    randomize_factors(net)
+    with torch.no_grad():
+        net.classifier.weight.add_(1.0)
+    return net
+
+
+def _fresh():
+    torch.manual_seed(0)
+    return TinyNet()
+
+
+@pytest.mark.parametrize("preset", ["b-only", "lora", "a-only", "b-only-svd", "a-only-kaiming", "lora-b-orthogonal"])
+def test_round_trip_gives_identical_outputs(tmp_path, tiny_input, preset):
+    net = _trained(preset)
+    out = net(tiny_input)
+    asymlora.save_adapter(net, tmp_path)
+    loaded = asymlora.load_adapter(_fresh(), tmp_path)
+    assert torch.equal(loaded(tiny_input), out)
+    assert asymlora.trainable_parameters(loaded) == asymlora.trainable_parameters(net)
+
+
+def test_b_only_file_holds_b_and_the_head_only(tmp_path):
+    net = _trained("b-only")
+    asymlora.save_adapter(net, tmp_path)
+    keys = set(load_file(str(tmp_path / WEIGHTS_NAME)))
+    layer_keys = {k for k in keys if k.startswith("layers.")}
+    assert layer_keys == {f"layers.{n}.lora_B" for n in ("conv", "proj", "mlp.0", "mlp.2")}
+    assert {k for k in keys if k.startswith("train_modules.")} == {"train_modules.classifier.weight",
+                                                                   "train_modules.classifier.bias"}
+    meta = json.loads((tmp_path / CONFIG_NAME).read_text())
+    assert meta["layers"]["proj"]["A"]["stored"] is False and meta["layers"]["proj"]["A"]["seed"] > 0
+
+
+def test_b_only_file_is_d_out_over_d_in_plus_d_out_of_lora(tmp_path):
+    sizes = {}
+    for preset in ("b-only", "lora"):
+        net = nn.Sequential(nn.Linear(512, 256))
+        asymlora.inject(net, asymlora.AdapterConfig.preset(preset, rank=8, targets=["0"]))
+        asymlora.save_adapter(net, tmp_path / preset)
+        sizes[preset] = os.path.getsize(tmp_path / preset / WEIGHTS_NAME)
+    tensor_ratio = 256 / (512 + 256)
+    assert sizes["b-only"] / sizes["lora"] == pytest.approx(tensor_ratio, abs=0.02)
+
+
+def test_store_frozen_writes_the_frozen_factor_too(tmp_path, tiny_input):
+    net = _trained("b-only")
+    asymlora.save_adapter(net, tmp_path, store_frozen=True)
+    assert "layers.proj.lora_A" in load_file(str(tmp_path / WEIGHTS_NAME))
+    assert torch.equal(asymlora.load_adapter(_fresh(), tmp_path)(tiny_input), net(tiny_input))
+
+
+def test_regenerated_factor_mismatch_is_a_clear_error(tmp_path):
+    net = _trained("b-only")
+    asymlora.save_adapter(net, tmp_path)
+    meta = json.loads((tmp_path / CONFIG_NAME).read_text())
+    meta["layers"]["proj"]["A"]["fingerprint"][0] += 1.0  # as if another platform drew another matrix
+    (tmp_path / CONFIG_NAME).write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match=r"proj: the frozen factor A .*store_frozen=True"):
+        asymlora.load_adapter(_fresh(), tmp_path)
+
+
+def test_corrupt_or_mismatched_files_are_clear_errors(tmp_path):
+    net = _trained("b-only")
+    asymlora.save_adapter(net, tmp_path)
+    weights = tmp_path / WEIGHTS_NAME
+    data = bytearray(weights.read_bytes())
+    data[-5] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="corrupt"):
+        asymlora.load_adapter(_fresh(), tmp_path)
+    (tmp_path / CONFIG_NAME).write_text("{not json")
+    with pytest.raises(CheckpointError, match="corrupt"):
+        asymlora.load_adapter(_fresh(), tmp_path)
+    with pytest.raises(CheckpointError, match="is missing"):
+        asymlora.load_adapter(_fresh(), tmp_path / "nowhere")
+
+
+def test_checkpoint_for_another_base_model_is_refused(tmp_path):
+    model = tiny_bert()
+    asymlora.inject(model, asymlora.AdapterConfig.preset("b-only", rank=4, targets=["query"], train_modules=["classifier"]))
+    asymlora.save_adapter(model, tmp_path)
+    with pytest.raises(CheckpointError, match="does not fit this base model"):
+        asymlora.load_adapter(_fresh(), tmp_path)  # no 'query' modules at all
+    with pytest.raises(CheckpointError, match=r"classifier\.(weight|bias): checkpoint shape"):
+        asymlora.load_adapter(tiny_bert(num_labels=5), tmp_path)
+    retry = tiny_bert(num_labels=5)
+    with pytest.raises(CheckpointError):
+        asymlora.load_adapter(retry, tmp_path)
+    assert not list(asymlora.adapted_layers(retry))  # a failed load leaves the base model as it was
+    from transformers import BertConfig, BertForSequenceClassification
+    wider = BertForSequenceClassification(BertConfig(vocab_size=100, hidden_size=48, num_hidden_layers=2,
+                                                     num_attention_heads=4, intermediate_size=64, num_labels=3))
+    with pytest.raises(CheckpointError, match="d_in=32 but this base model's layer gives 48"):
+        asymlora.load_adapter(wider, tmp_path)
+
+
+def test_a_crash_while_saving_leaves_the_previous_checkpoint_intact(tmp_path, monkeypatch, tiny_input):
+    net = _trained("b-only")
+    asymlora.save_adapter(net, tmp_path)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    import asymlora.checkpoint as ck
+
+    def boom(*a, **k):
+        raise KeyboardInterrupt("killed mid-save")
+    monkeypatch.setattr(ck, "save_file", boom)
+    saved_b = net.proj.lora_B.detach().clone()
+    with torch.no_grad():
+        net.proj.lora_B.add_(1.0)
+    with pytest.raises(KeyboardInterrupt):
+        asymlora.save_adapter(net, tmp_path)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+    monkeypatch.undo()
+    with torch.no_grad():
+        net.proj.lora_B.copy_(saved_b)
+    assert torch.equal(asymlora.load_adapter(_fresh(), tmp_path)(tiny_input), net(tiny_input))
+
+
+def test_read_factors_regenerates_seed_only_factors(tmp_path):
+    net = _trained("b-only")
+    asymlora.save_adapter(net, tmp_path)
+    factors = asymlora.read_factors(tmp_path)
+    for name, layer in asymlora.adapted_layers(net):
+        a, b = factors[name]
+        assert torch.allclose(a, layer.lora_A) and torch.allclose(b, layer.lora_B)
+
+
+def test_read_factors_needs_the_base_for_svd(tmp_path):
+    net = _trained("b-only-svd")
+    asymlora.save_adapter(net, tmp_path)
+    with pytest.raises(CheckpointError, match="pass the base model"):
+        asymlora.read_factors(tmp_path)
+    factors = asymlora.read_factors(tmp_path, base_model=_fresh())
+    assert torch.allclose(factors["proj"][0], net.proj.lora_A, atol=1e-6)
