@@ -173,3 +173,17 @@ def test_unsupported_conv_variants_are_clear_errors():
     net = nn.Sequential(nn.Conv2d(4, 4, 3, groups=2))
     with pytest.raises(TypeError, match="grouped"):
         asymlora.inject(net, asymlora.AdapterConfig.preset("b-only", rank=2, targets=["0"]))
+
+
+@pytest.mark.parametrize("kind", ["linear", "conv2d"])
+def test_lean_path_under_autocast_returns_gradients_in_each_inputs_dtype(kind):
+    net = nn.Sequential(nn.Linear(16, 8) if kind == "linear" else nn.Conv2d(3, 4, 3))
+    asymlora.inject(net, asymlora.AdapterConfig.preset("b-only", rank=2, targets=["0"], dropout=0.1))
+    net.train()
+    x = (torch.randn(3, 16) if kind == "linear" else torch.randn(2, 3, 5, 5)).requires_grad_(True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = net(x)
+    assert y.dtype == torch.bfloat16
+    y.float().sum().backward()
+    assert net[0].lora_B.grad.dtype == torch.float32 and x.grad.dtype == torch.float32
+    assert torch.count_nonzero(net[0].lora_B.grad) > 0

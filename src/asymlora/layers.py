@@ -355,14 +355,17 @@ class _FrozenInputProjection(torch.autograd.Function):
     def backward(ctx, g):
         h, a, b = ctx.saved_tensors
         layer = ctx.layer
-        g = g.to(h.dtype)
+        # Under autocast h may be lower precision than the factors: do the backward matmuls in h's
+        # dtype (as autocast did forward) and hand each gradient back in its input's dtype.
+        work = h.dtype
+        g = g.to(work)
         grad_x = grad_b = None
         if ctx.needs_input_grad[2]:
-            grad_b = layer.scale * layer.expand_weight_grad(g, h)
+            grad_b = (layer.scale * layer.expand_weight_grad(g, h)).to(b.dtype)
         if ctx.needs_input_grad[0]:
             shape, dtype, device = ctx.x_meta
-            gh = layer.scale * layer.expand_input_grad(g, b, h.shape)
-            grad_x = layer.project_input_grad(gh, a, shape)
+            gh = layer.scale * layer.expand_input_grad(g, b.to(work), h.shape)
+            grad_x = layer.project_input_grad(gh, a.to(work), shape).to(dtype)
             if ctx.p > 0:
                 grad_x = grad_x * _dropout_mask(torch.empty(shape, dtype=dtype, device=device), ctx.p, ctx.seed)
         return grad_x, None, grad_b, None, None
