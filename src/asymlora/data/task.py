@@ -1,0 +1,189 @@
+"""A task is data + a model head + a metric.
+
+``Task`` holds fixed ``train`` / ``validation`` / ``test`` splits of ``Example`` records, says what
+head a model needs (``kind`` and ``num_labels``) and scores predictions (``metrics``). Text tasks
+use ``Example``; later modalities (images, instruction data) can put their own record type in
+``splits`` and set ``modality``: nothing here reads an example's fields except the helpers that
+are named for text.
+
+Splits are made by :func:`split_examples`: each example gets a key ``sha256(seed, text, pair)``,
+which depends on no library version and not on the file's order, and each class is cut at the same
+quantiles of that key (stratified), so the same data and seed always give the same splits.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Sequence
+
+from asymlora.data.metrics import classification_metrics, regression_metrics
+
+SPLITS = ("train", "validation", "test")
+KINDS = ("classification", "regression")
+
+
+class DataError(ValueError):
+    """Bad or missing data; names the file and line where there is one."""
+
+    def __init__(self, message: str, path: str | None = None, line: int | None = None):
+        self.path, self.line, self.problem = path, line, message
+        where = f"{path}, line {line}: " if path and line else (f"{path}: " if path else "")
+        super().__init__(where + message)
+
+
+@dataclass(frozen=True)
+class Example:
+    """One text example: a text (and optional second text) with a class id or a score."""
+
+    text: str
+    label: int | float
+    text_pair: str | None = None
+    uid: str = ""  # where it came from (source id or file line), for error reports and audits
+
+
+@dataclass
+class Task:
+    name: str
+    kind: str  # "classification" or "regression"
+    splits: dict[str, list[Any]]
+    label_names: tuple[str, ...] = ()  # class names by id (empty for regression)
+    primary_metric: str = "accuracy"
+    text_fields: tuple[str, ...] = ("text",)  # ("text",) or ("text", "text_pair")
+    extra_test_sets: dict[str, list[Any]] = field(default_factory=dict)  # e.g. out-of-domain tests
+    positive_label: int = 1  # the class whose F1 is reported for binary tasks
+    modality: str = "text"
+    source: str = ""  # provenance: package==version:path, file path, or dataset name
+    description: str = ""
+    metric_fn: Callable[[Any, Any], dict[str, float]] | None = None  # overrides the kind's default
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS and self.metric_fn is None:
+            raise ValueError(f"task kind {self.kind!r} needs a metric_fn (built-in kinds: {KINDS})")
+        if self.kind == "classification" and len(self.label_names) < 2:
+            raise ValueError(f"classification task {self.name!r} needs at least two label names")
+        missing = [s for s in SPLITS if s not in self.splits]
+        if missing:
+            raise ValueError(f"task {self.name!r} lacks split(s) {missing}")
+
+    # --- the head -------------------------------------------------------------------------------
+    @property
+    def num_labels(self) -> int:
+        """Outputs of the head: the number of classes, or 1 for regression."""
+        return len(self.label_names) if self.kind == "classification" else 1
+
+    @property
+    def problem_type(self) -> str:
+        """The Hugging Face ``problem_type`` of a sequence-classification head for this task."""
+        return "regression" if self.kind == "regression" else "single_label_classification"
+
+    # --- the metric -----------------------------------------------------------------------------
+    def metrics(self, predictions: Any, labels: Any) -> dict[str, float]:
+        """All metrics of this task; ``self.primary_metric`` names the one to select models by."""
+        if self.metric_fn is not None:
+            return self.metric_fn(predictions, labels)
+        if self.kind == "regression":
+            return regression_metrics(predictions, labels)
+        return classification_metrics(predictions, labels, num_labels=self.num_labels,
+                                      positive_label=self.positive_label)
+
+    # --- records --------------------------------------------------------------------------------
+    def labels(self, split: str) -> list[Any]:
+        return [ex.label for ex in self._split(split)]
+
+    def _split(self, split: str) -> list[Any]:
+        if split in self.splits:
+            return self.splits[split]
+        if split in self.extra_test_sets:
+            return self.extra_test_sets[split]
+        raise KeyError(f"task {self.name!r} has no split {split!r}; it has "
+                       f"{', '.join(list(self.splits) + list(self.extra_test_sets))}")
+
+    def summary(self) -> dict[str, Any]:
+        """Sizes, label counts and a content fingerprint: what a result file should record."""
+        def counts(exs: list[Any]) -> dict[str, int] | None:
+            if self.kind != "classification":
+                return None
+            c = Counter(ex.label for ex in exs)
+            return {self.label_names[i]: c.get(i, 0) for i in range(len(self.label_names))}
+
+        sets = {**self.splits, **self.extra_test_sets}
+        return {
+            "name": self.name, "kind": self.kind, "num_labels": self.num_labels,
+            "label_names": list(self.label_names), "primary_metric": self.primary_metric,
+            "source": self.source, "sizes": {k: len(v) for k, v in sets.items()},
+            "label_counts": {k: counts(v) for k, v in sets.items()} if self.kind == "classification" else None,
+            "fingerprint": self.fingerprint(),
+        }
+
+    def fingerprint(self) -> str:
+        """sha256 over every split's examples (text, pair, label, order): changes if any split does."""
+        h = hashlib.sha256()
+        for name, exs in sorted({**self.splits, **self.extra_test_sets}.items()):
+            h.update(name.encode())
+            for ex in exs:
+                h.update(json.dumps([getattr(ex, "text", None), getattr(ex, "text_pair", None),
+                                     ex.label], ensure_ascii=False).encode())
+        return h.hexdigest()[:16]
+
+
+def _key(seed: int, ex: Any) -> bytes:
+    text = f"{seed}\x00{getattr(ex, 'text', '')}\x00{getattr(ex, 'text_pair', None) or ''}"
+    return hashlib.sha256(text.encode("utf-8")).digest()
+
+
+def split_examples(examples: Sequence[Any], fractions: Sequence[float] = (0.8, 0.1, 0.1), seed: int = 0,
+                   stratify: bool = True, names: Sequence[str] = SPLITS) -> dict[str, list[Any]]:
+    """Reproducible (stratified) split into ``names`` with the given ``fractions``.
+
+    The split sizes are ``round(N * f)`` for every split but the first, which gets the rest. Each
+    split keeps the examples in their original order. ``stratify`` uses ``ex.label`` as the class.
+    """
+    if len(fractions) != len(names) or any(f < 0 for f in fractions) or abs(sum(fractions) - 1) > 1e-6:
+        raise ValueError(f"fractions {tuple(fractions)} must be {len(names)} non-negative numbers summing to 1")
+    n = len(examples)
+    keys = [_key(seed, ex) for ex in examples]
+    if stratify:
+        groups: dict[Any, list[int]] = {}
+        for i, ex in enumerate(examples):
+            groups.setdefault(ex.label, []).append(i)
+        position: list[tuple[float, bytes, int]] = []
+        for idx in groups.values():
+            idx.sort(key=lambda i: (keys[i], i))
+            position += [((rank + 0.5) / len(idx), keys[i], i) for rank, i in enumerate(idx)]
+        order = [i for _, _, i in sorted(position)]
+    else:
+        order = sorted(range(n), key=lambda i: (keys[i], i))
+    sizes = [round(n * f) for f in fractions[1:]]
+    if sum(sizes) > n:
+        raise ValueError(f"cannot split {n} examples with fractions {tuple(fractions)}")
+    out: dict[str, list[Any]] = {}
+    start = 0
+    for name, size in zip(names[1:][::-1], sizes[::-1]):  # last splits first: test, validation
+        out[name] = [examples[i] for i in sorted(order[start:start + size])]
+        start += size
+    out[names[0]] = [examples[i] for i in sorted(order[start:])]
+    return {name: out[name] for name in names}
+
+
+def dedupe(examples: Iterable[Any], drop_conflicts: bool = True) -> tuple[list[Any], int, int]:
+    """Drop repeated texts (keeping the first); with ``drop_conflicts`` drop every copy of a text
+    whose labels disagree (for classification; a regression score keeps its first value).
+
+    Returns ``(kept, n_repeats_dropped, n_conflicting_texts_dropped)``.
+    """
+    seen: dict[tuple[str, str | None], Any] = {}
+    labels: dict[tuple[str, str | None], set[Any]] = {}
+    repeats = 0
+    for ex in examples:
+        k = (ex.text, ex.text_pair)
+        if k in seen:
+            repeats += 1
+            labels[k].add(ex.label)
+        else:
+            seen[k] = ex
+            labels[k] = {ex.label}
+    conflicts = {k for k, v in labels.items() if len(v) > 1} if drop_conflicts else set()
+    return [ex for k, ex in seen.items() if k not in conflicts], repeats, len(conflicts)
