@@ -1,0 +1,89 @@
+"""``asymlora similarity``: per-layer similarity of learned A and B across saved adapters (Figure 1)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+DESCRIPTION = """\
+Compare the adapters of several runs layer by layer, as in Figure 1 of Zhu et al. (ICML 2024).
+
+For each layer present in every run and each pair of runs, the similarity of the learned A's (their
+row spaces: right singular vectors) and of the learned B's (column spaces: left singular vectors) is
+‖U_Yᵀ U_X‖²_F / min(r₁, r₂) (Appendix D): 1 when the subspaces coincide, about r/d for unrelated
+random subspaces (the "rand" columns). It does not change under B → B C, A → C⁻¹ A.
+
+Each RUN_DIR is an adapter folder (asymlora or PEFT LoRA: adapter_config.json + weights) or a
+training-run folder holding one in adapter/. Prints the table (layers × run pairs, A then B) and
+writes OUT/similarity.png (heatmap, A and B side by side) and OUT/similarity.json (all matrices, the
+arguments, versions).
+"""
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "similarity", help="similarity of learned A and B across saved adapters (paper Figure 1)",
+        description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="two or more adapter or run folders")
+    p.add_argument("--labels", default=None,
+                   help="comma-separated names of the runs, in order (default: shortest distinct path tails)")
+    p.add_argument("--out", default="results/similarity",
+                   help="folder for similarity.png and similarity.json (default: %(default)s)")
+    p.add_argument("--max-pairs", type=int, default=6, help="run pairs shown as table columns (default: %(default)s)")
+    p.add_argument("--title", default=None, help="title of the figure")
+    p.add_argument("--rtol", type=float, default=None,
+                   help="relative singular-value floor of the numerical rank (default: max(d, r) × eps of the "
+                        "stored dtype)")
+    p.set_defaults(func=run)
+
+
+def resolve_adapter_dir(path: str | Path) -> Path:
+    """``path`` if it is an adapter folder, ``path/adapter`` if it is a run folder; else ``ValueError``."""
+    from asymlora.checkpoint import CONFIG_NAME
+
+    p = Path(path)
+    if (p / CONFIG_NAME).is_file():
+        return p
+    if (p / "adapter" / CONFIG_NAME).is_file():
+        return p / "adapter"
+    if not p.exists():
+        raise ValueError(f"{p} does not exist")
+    raise ValueError(f"{p} is neither an adapter folder ({CONFIG_NAME} inside) nor a run folder "
+                     f"(adapter/{CONFIG_NAME} inside)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from asymlora.atomic import atomic_write_json
+    from asymlora.checkpoint import CheckpointError
+    from asymlora.similarity import _short_labels, compare_checkpoints, format_table, plot_similarity
+
+    if len(args.runs) < 2:
+        print("asymlora similarity: give at least two RUN_DIRs to compare", file=sys.stderr)
+        return 2
+    labels = [s.strip() for s in args.labels.split(",")] if args.labels else _short_labels(list(args.runs))
+    if len(labels) != len(args.runs) or len(set(labels)) != len(labels):
+        print(f"asymlora similarity: --labels must give {len(args.runs)} distinct names, got {labels}",
+              file=sys.stderr)
+        return 2
+    try:
+        dirs = [resolve_adapter_dir(p) for p in args.runs]
+        result = compare_checkpoints(dirs, labels=labels, rtol=args.rtol)
+    except (CheckpointError, ValueError) as err:
+        print(f"asymlora similarity: {err}", file=sys.stderr)
+        return 2
+    print(format_table(result, max_pairs=args.max_pairs))
+    out = Path(args.out)
+    png = plot_similarity(result, out / "similarity.png", title=args.title)
+    record = {"command": "asymlora similarity", "args": {k: v for k, v in vars(args).items() if k != "func"},
+              "adapters": [str(d) for d in dirs], **result.to_dict(), "environment": _environment()}
+    atomic_write_json(out / "similarity.json", json.loads(json.dumps(record, default=str)))
+    print(f"\nwrote {png} and {out / 'similarity.json'}")
+    return 0
+
+
+def _environment() -> dict:
+    from asymlora.train.rundir import environment
+
+    return environment(seed=None)
