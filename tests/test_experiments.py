@@ -381,6 +381,15 @@ def test_report_marks_cells_with_fewer_than_three_seeds_and_errors(tmp_path):
         write_report(tmp_path / "empty")
 
 
+def test_report_refuses_to_average_runs_with_different_settings(task, loader, tmp_path):
+    for seed, epochs in ((0, 1), (1, 2)):
+        run(spec(seed=seed, epochs=epochs), tmp_path, task=task, model_loader=loader, progress=False, echo=None)
+    from asymlora.experiments import ReportError
+
+    with pytest.raises(ReportError, match="different settings \\(epochs\\)"):
+        build_tables(collect(tmp_path))
+
+
 def test_report_on_real_runs(task, loader, tmp_path):
     g = Grid.build(tasks=["toy"], methods=["lora:4", "peft-lora:4"], seeds=[0, 1, 2], epochs=2, batch_size=16,
                    lrs=[1e-2], targets=list(TARGETS), extra_tests=False, model="toy")
@@ -392,3 +401,27 @@ def test_report_on_real_runs(task, loader, tmp_path):
     noise = max(ours.std, peft.std, 0.02)
     assert abs(ours.mean - peft.mean) <= 3 * noise
     assert ours.params == peft.params
+
+
+def test_a_run_locked_by_a_live_process_is_not_trained_twice(task, loader, tmp_path):
+    import os
+    import socket
+
+    from asymlora.experiments.grid import status
+    from asymlora.experiments.run import LOCK, RunBusy
+
+    s = spec()
+    rd = tmp_path / s.relpath()
+    rd.mkdir(parents=True)
+    (rd / LOCK).write_text(json.dumps({"pid": os.getppid(), "host": socket.gethostname()}))  # a live process
+    assert status(s, tmp_path) == "busy"
+    with pytest.raises(RunBusy, match="being run by process"):
+        run(s, tmp_path, task=task, model_loader=loader, progress=False, echo=None)
+    g = Grid.build(tasks=["toy"], methods=["b-only:4"], seeds=[0], epochs=2, batch_size=16, lrs=[1e-2],
+                   targets=list(TARGETS), extra_tests=False, model="toy")
+    out = run_grid(g, tmp_path, task=task, model_loader=loader, progress=False, echo=lambda m: None)
+    assert out.busy == [str(s.relpath())] and not out.done
+    (rd / LOCK).write_text(json.dumps({"pid": 2 ** 22 + 12345, "host": socket.gethostname()}))  # a dead one
+    assert status(s, tmp_path) == "partial"
+    run(s, tmp_path, task=task, model_loader=loader, progress=False, echo=None)
+    assert (rd / "result.json").is_file() and not (rd / LOCK).exists()

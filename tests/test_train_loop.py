@@ -154,7 +154,7 @@ def test_checkpoint_is_loaded_without_unpickling(tmp_path, capsys):
             return (print, ("pwned",))
 
     ck = Checkpointer(tmp_path)
-    ck.save_rng(1)
+    ck.save_process(1)
     ck.save_main(1, {"x": torch.zeros(1)})
     assert ck.load() is not None
     with open(tmp_path / "state-1.pt", "wb") as f:
@@ -167,11 +167,11 @@ def test_checkpoint_is_loaded_without_unpickling(tmp_path, capsys):
 def test_checkpoint_pointer_moves_last_and_old_files_are_pruned(tmp_path):
     ck = Checkpointer(tmp_path)
     for step in (5, 10):
-        ck.save_rng(step)
+        ck.save_process(step, {"loss_sum": float(step)})
         ck.save_main(step, {"v": torch.tensor([step])})
     assert sorted(p.name for p in tmp_path.glob("*.pt")) == ["rng-10-0.pt", "state-10.pt"]
-    state, rng = ck.load()
-    assert state["step"] == 10 and int(state["v"]) == 10 and "torch" in rng
+    state, proc = ck.load()
+    assert state["step"] == 10 and int(state["v"]) == 10 and "torch" in proc["rng"] and proc["loss_sum"] == 10.0
     ck.clear()
     assert not tmp_path.exists() or not any(tmp_path.iterdir())
 
@@ -261,7 +261,8 @@ task = toy_task(n_train=96, n_val=25, n_test=23, extra_test=True)
 spec = RunSpec(task="toy", model="toy", method="b-only", rank=4, epochs=2, batch_size=8, lrs=(1e-2,),
                targets=("query", "value"), extra_tests=True, checkpoint_every=2)
 res = run(spec, sys.argv[1], task=task, model_loader=toy_loader(), accelerator=acc, progress=False, echo=None)
-print("RESULT", acc.process_index, acc.num_processes, json.dumps(res["test"]), flush=True)
+with open(f"{sys.argv[1]}-process{acc.process_index}.json", "w") as f:
+    json.dump({"index": acc.process_index, "processes": acc.num_processes, "test": res["test"]}, f)
 '''
 
 
@@ -288,9 +289,9 @@ def test_two_processes_with_torchrun_kill_and_resume(tmp_path):
 
     ref = launch(tmp_path / "ref")
     assert ref.returncode == 0, ref.stderr[-3000:]
-    lines = [x for x in ref.stdout.splitlines() if x.startswith("RESULT")]
-    assert sorted(x.split()[1:3] for x in lines) == [["0", "2"], ["1", "2"]]
-    assert len({x.split(" ", 3)[3] for x in lines}) == 1  # both processes report the same test metrics
+    reports = [json.loads((tmp_path / f"ref-process{i}.json").read_text()) for i in (0, 1)]
+    assert [(r["index"], r["processes"]) for r in reports] == [(0, 2), (1, 2)]
+    assert reports[0]["test"] == reports[1]["test"]  # both processes see the same gathered metrics
     killed = launch(tmp_path / "run", **{KILL_ENV: "4"})
     assert killed.returncode != 0
     trial = tmp_path / "run" / "toy" / "toy" / "b-only-r4" / "seed0" / "trials" / "lr-0.01"
@@ -304,3 +305,9 @@ def test_two_processes_with_torchrun_kill_and_resume(tmp_path):
                                                                      "shifted": 23}
     assert ((tmp_path / "ref" / rel / "adapter" / "adapter.safetensors").read_bytes()
             == (tmp_path / "run" / rel / "adapter" / "adapter.safetensors").read_bytes())
+
+    def curve(root):  # per-epoch train loss (summed over both processes' shards) and validation
+        return [{k: v for k, v in json.loads(x).items() if k != "elapsed_s"}
+                for x in (root / rel / "metrics.jsonl").read_text().splitlines()]
+
+    assert curve(tmp_path / "run") == curve(tmp_path / "ref")

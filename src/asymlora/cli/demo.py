@@ -44,7 +44,8 @@ Finished runs are kept under --out and re-used by the next 'asymlora demo' (--fr
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
-        "demo", help="train LoRA r=8, B-only r=8/16 and A-only r=8 on movie-review sentiment (~5 min on a CPU)",
+        "demo", help="train LoRA r=8, B-only r=8/16 and A-only r=8 on movie-review sentiment "
+                             "(5–10 min on 2 CPU cores)",
         description="Asymmetry in low-rank adapters, in a few minutes: train LoRA r=8, B-only r=8, B-only r=16 "
                     "and A-only r=8 on a real task with a real pretrained model, and compare accuracy, trainable "
                     "parameters, adapter file size and time.",
@@ -130,7 +131,7 @@ def main(args: argparse.Namespace) -> int:
 
 def table(results: list[dict]) -> str:
     m = results[0]["primary_metric"]
-    extra = [k for k in results[0]["test"] if k != m]
+    extra = sorted(k for k in results[0]["test"] if k != m)
     head = ["method", "paper", "r", f"val {m}", f"test {m}", *[f"test {k}" for k in extra], "trainable params",
             "adapter bytes", "train s", "total s"]
     rows = []

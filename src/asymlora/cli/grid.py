@@ -17,8 +17,8 @@ Presets: table1 (Full FT, LP, LoRA r=8, PEFT LoRA r=8, B-only r=8/16, A-only r=8
 A grid file (.toml or .json) holds tasks, methods, ranks, seeds, preset and any run setting
 (epochs, sweep, lrs, model, max_length, ...); flags override it.
 
-Cost on 2 CPU cores with MiniLM: about 1 s per step at batch 32, 64 tokens; one epoch of the
-sentiment task (7,651 sentences) is ~240 steps. The full Table-1 grid with a sweep is
+Cost on 2 CPU cores with MiniLM: about 1 s per step at batch 32 (sentences batched by length);
+one epoch of the sentiment task (7,651 sentences) is ~240 steps. The full Table-1 grid with a sweep is
 5 tasks × 8 methods × 3 seeds × 3 learning rates: days on a CPU, an hour or two on one GPU.
 Keep it out of CI. Interrupt it at any time: re-running the command resumes.
 """
@@ -95,7 +95,8 @@ def main(args: argparse.Namespace) -> int:
         print("\nasymlora grid: interrupted; run the same command again to resume", file=sys.stderr)
         return 130
     print(f"asymlora grid: {len(outcome.done)} run, {len(outcome.skipped)} already done, "
-          f"{len(outcome.failed)} failed, in {outcome.seconds:.0f} s")
+          + (f"{len(outcome.busy)} being run by other processes, " if outcome.busy else "")
+          + f"{len(outcome.failed)} failed, in {outcome.seconds:.0f} s")
     for name, msg in outcome.failed:
         print(f"  FAILED {name}: {msg}", file=sys.stderr)
     if not args.no_report and (outcome.done or outcome.skipped):

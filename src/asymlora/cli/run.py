@@ -162,7 +162,7 @@ def main(args: argparse.Namespace) -> int:
     quiet_libraries()
     if not apply_threads(args.threads, "run"):
         return 2
-    from asymlora.experiments.run import RunConflict, RunSpec, run
+    from asymlora.experiments.run import RunBusy, RunConflict, RunSpec, run
 
     settings = spec_settings(args)
     for key in ("task", "method", "rank", "seed"):
@@ -176,7 +176,7 @@ def main(args: argparse.Namespace) -> int:
     out = args.out or "runs"
     try:
         result = run(spec, out, progress=not args.quiet)
-    except RunConflict as err:
+    except (RunConflict, RunBusy) as err:
         print(f"asymlora run: {err}", file=sys.stderr)
         return 2
     except (ValueError, RuntimeError, OSError) as err:

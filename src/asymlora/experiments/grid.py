@@ -27,7 +27,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from asymlora.atomic import atomic_write_json
 from asymlora.experiments.methods import get_method
-from asymlora.experiments.run import RunConflict, RunSpec, run
+from asymlora.experiments.run import RunBusy, RunConflict, RunSpec, lock_owner, run
 from asymlora.train.rundir import RunDir
 
 # The paper's GLUE table on this machine's stand-in tasks (see docs/EXPERIMENTS.md).
@@ -165,12 +165,14 @@ def read_grid_file(path: str | Path) -> dict[str, Any]:
 class GridOutcome:
     done: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    busy: list[str] = field(default_factory=list)  # being run by another process
     failed: list[tuple[str, str]] = field(default_factory=list)
     seconds: float = 0.0
 
 
 def status(spec: RunSpec, out: str | Path) -> str:
-    """``"done"``, ``"partial"`` (started: resumes), ``"conflict"`` (other settings) or ``"todo"``."""
+    """``"done"``, ``"busy"`` (another live process runs it), ``"partial"`` (started: resumes),
+    ``"conflict"`` (other settings) or ``"todo"``."""
     rd = RunDir(Path(out) / spec.relpath())
     if not rd.path.exists():
         return "todo"
@@ -180,7 +182,9 @@ def status(spec: RunSpec, out: str | Path) -> str:
         check_conflict(rd, spec)
     except RunConflict:
         return "conflict"
-    return "done" if rd.is_done() else "partial"
+    if rd.is_done():
+        return "done"
+    return "busy" if lock_owner(rd.path) is not None else "partial"
 
 
 def run_grid(grid: Grid, out: str | Path, *, keep_going: bool = False, progress: bool = True,
@@ -206,12 +210,19 @@ def run_grid(grid: Grid, out: str | Path, *, keep_going: bool = False, progress:
             outcome.failed.append((name, msg))
             echo(f"[{i}/{len(specs)}] {name}: {msg}")
             continue
+        if state == "busy":
+            outcome.busy.append(name)
+            echo(f"[{i}/{len(specs)}] {name}: being run by another process, skipped")
+            continue
         echo(f"[{i}/{len(specs)}] {name}: {'resuming' if state == 'partial' else 'running'}")
         try:
             runner(spec, out, progress=progress, echo=echo, **run_kwargs)
             outcome.done.append(name)
         except KeyboardInterrupt:
             raise
+        except RunBusy as err:
+            outcome.busy.append(name)
+            echo(f"[{i}/{len(specs)}] {name}: {err}; skipped")
         except Exception as err:  # noqa: BLE001 - reported, and re-raised unless keep_going
             if not keep_going:
                 raise

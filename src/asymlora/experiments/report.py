@@ -81,6 +81,8 @@ class Cell:
     extra: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     curves: list[list[dict[str, Any]]] = field(default_factory=list)
     metric: str = ""
+    settings: dict[str, Any] | None = None  # the run settings shared by the cell's seeds
+    first_dir: str = ""
 
     @property
     def n(self) -> int:
@@ -133,6 +135,13 @@ def build_tables(results: Iterable[dict[str, Any]]) -> list[Table]:
             if metrics.setdefault(task, metric) != metric:
                 raise ReportError(f"task {task!r} has runs scored by {metrics[task]!r} and by {metric!r}")
             c = cells.setdefault((row, task), Cell(metric=metric))
+            settings = _settings(r)
+            if c.settings is None:
+                c.settings, c.first_dir = settings, r["_dir"]
+            elif settings is not None and settings != c.settings:
+                diff = sorted(k for k in set(settings) | set(c.settings) if settings.get(k) != c.settings.get(k))
+                raise ReportError(f"{r['display']} on {task} has runs with different settings ({', '.join(diff)}): "
+                                  f"{c.first_dir} and {r['_dir']}; report one configuration per results folder")
             if r["seed"] in c.seeds:
                 raise ReportError(f"two results for {r['display']} on {task}, seed {r['seed']} (model {model}): "
                                   f"{r['_dir']}; report one results folder per configuration")
@@ -150,6 +159,15 @@ def build_tables(results: Iterable[dict[str, Any]]) -> list[Table]:
         tasks = sorted({t for _, t in cells}, key=lambda t: (TASK_ORDER.index(t) if t in TASK_ORDER else 99, t))
         tables.append(Table(model, rows, tasks, cells, metrics))
     return tables
+
+
+# Settings that may differ between the seeds of one cell.
+PER_RUN = frozenset({"seed", "checkpoint_every", "eval_batch_size"})
+
+
+def _settings(r: dict[str, Any]) -> dict[str, Any] | None:
+    spec = r.get("spec")
+    return {k: v for k, v in spec.items() if k not in PER_RUN} if isinstance(spec, dict) else None
 
 
 def _row_key(row: tuple[str, int | None]) -> tuple:

@@ -21,6 +21,7 @@ at its last checkpoint; a folder made with other settings is refused (:class:`Ru
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
@@ -41,6 +42,65 @@ VOLATILE = frozenset({"checkpoint_every", "eval_batch_size"})
 
 class RunConflict(RuntimeError):
     """The run folder exists with different settings."""
+
+
+class RunBusy(RuntimeError):
+    """Another live process is working on this run folder (its ``.lock`` names it)."""
+
+
+LOCK = ".lock"
+
+
+def lock_owner(path: Path) -> dict[str, Any] | None:
+    """The live process holding ``path/.lock`` (pid, host), or None if it is free or stale."""
+    import json
+    import socket
+
+    try:
+        info = json.loads((path / LOCK).read_text())
+    except (OSError, ValueError):
+        return None
+    if info.get("host") != socket.gethostname():
+        return info  # another machine: cannot check it, so assume it is alive
+    try:
+        os.kill(int(info["pid"]), 0)
+    except (ProcessLookupError, ValueError, KeyError, TypeError):
+        return None
+    except PermissionError:
+        return info
+    return info
+
+
+@contextlib.contextmanager
+def run_lock(path: Path, enabled: bool = True):
+    """Hold ``path/.lock`` while a run trains, so that two grids never train the same run at once."""
+    import json
+    import socket
+
+    if not enabled:
+        yield
+        return
+    path.mkdir(parents=True, exist_ok=True)
+    me = {"pid": os.getpid(), "host": socket.gethostname()}
+    for _ in range(2):
+        try:
+            fd = os.open(path / LOCK, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            owner = lock_owner(path)
+            if owner is not None:
+                raise RunBusy(f"{path} is being run by process {owner.get('pid')} on {owner.get('host')}; "
+                              f"wait for it, or delete {path / LOCK} if that process is gone") from None
+            (path / LOCK).unlink(missing_ok=True)  # stale: its process died
+            continue
+        with os.fdopen(fd, "w") as f:
+            json.dump(me, f)
+        break
+    else:  # pragma: no cover - lost a race twice
+        raise RunBusy(f"{path} is locked by another process")
+    try:
+        yield
+    finally:
+        (path / LOCK).unlink(missing_ok=True)
 
 
 @dataclass(frozen=True)
@@ -255,8 +315,10 @@ def check_conflict(rd: RunDir, spec: RunSpec) -> None:
 def run(spec: RunSpec, out: str | os.PathLike, *, accelerator=None, progress: bool = True, task: Any = None,
         model_loader: Callable[[RunSpec, Any], tuple[Any, Any]] | None = None,
         callbacks: Sequence[Callable] = (), echo: Callable[[str], None] | None = print) -> dict[str, Any]:
-    """Do (or finish, or skip if done) one run under ``out``; returns its ``result.json`` content."""
-    from asymlora.experiments.sweep import pick_lr, run_trials
+    """Do (or finish, or skip if done) one run under ``out``; returns its ``result.json`` content.
+
+    Raises :class:`RunConflict` if the folder holds a run with other settings and :class:`RunBusy`
+    if another live process is running it."""
     from asymlora.train import make_accelerator
 
     say = echo or (lambda _msg: None)
@@ -265,6 +327,17 @@ def run(spec: RunSpec, out: str | os.PathLike, *, accelerator=None, progress: bo
     if rd.is_done():
         return rd.read_result() or {}
     acc = accelerator or make_accelerator(spec.mixed_precision)
+    with run_lock(rd.path, enabled=acc.is_main_process):
+        return _run_locked(spec, rd, acc, progress=progress, task=task, model_loader=model_loader,
+                           callbacks=callbacks, say=say)
+
+
+def _run_locked(spec: RunSpec, rd: RunDir, acc, *, progress: bool, task: Any, model_loader, callbacks,
+                say) -> dict[str, Any]:
+    from asymlora.experiments.sweep import pick_lr, run_trials
+
+    if rd.is_done():  # finished by another process while this one waited
+        return rd.read_result() or {}
     started = time.monotonic()
     method = spec.method_obj
     loader = model_loader or default_model_loader

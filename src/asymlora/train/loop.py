@@ -315,7 +315,7 @@ def train(model: torch.nn.Module, train_data: Dataset, val_data: Dataset, config
     resumed = None
     loaded = ckpt.load() if ckpt is not None else None
     if loaded is not None:
-        state, rng = loaded
+        state, proc = loaded
         if state["steps_per_epoch"] != steps_per_epoch or state["epochs"] != config.epochs:
             raise ResumeError(f"the checkpoint in {ckpt.folder} is for {state['epochs']} epochs of "
                               f"{state['steps_per_epoch']} steps, this run has {config.epochs} × {steps_per_epoch}: "
@@ -324,10 +324,10 @@ def train(model: torch.nn.Module, train_data: Dataset, val_data: Dataset, config
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         epoch, batches_done, step = state["epoch"], state["batches_done"], state["step"]
-        loss_sum, loss_count, elapsed_before = state["loss_sum"], state["loss_count"], state["elapsed"]
+        loss_sum, loss_count, elapsed_before = proc["loss_sum"], proc["loss_count"], state["elapsed"]
         history = list(state["history"])
         best = {"value": state["best_value"], "epoch": state["best_epoch"], "state": state.get("best_state")}
-        set_rng_state(rng)
+        set_rng_state(proc["rng"])
         resumed = step
         if show:
             print(f"{desc}: resuming from the checkpoint at step {step} (epoch {epoch + 1}, batch {batches_done})")
@@ -342,14 +342,14 @@ def train(model: torch.nn.Module, train_data: Dataset, val_data: Dataset, config
     def save(at_epoch_end: bool) -> None:
         if ckpt is None:
             return
-        ckpt.save_rng(step)
+        ckpt.save_process(step, {"loss_sum": 0.0 if at_epoch_end else loss_sum,
+                                 "loss_count": 0 if at_epoch_end else loss_count})
         acc.wait_for_everyone()
         ckpt.save_main(step, {
             "model": trainable_state(acc.unwrap_model(model_p)), "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(), "epoch": epoch + (1 if at_epoch_end else 0),
             "batches_done": 0 if at_epoch_end else batches_done, "steps_per_epoch": steps_per_epoch,
-            "epochs": config.epochs, "loss_sum": 0.0 if at_epoch_end else loss_sum,
-            "loss_count": 0 if at_epoch_end else loss_count, "elapsed": elapsed(), "history": history,
+            "epochs": config.epochs, "elapsed": elapsed(), "history": history,
             "best_value": best["value"], "best_epoch": best["epoch"], "best_state": best["state"],
             "config": config.to_dict(),
         })

@@ -5,7 +5,8 @@ A checkpoint folder holds, for the step ``S`` it was taken at:
 * ``state-S.pt``: the trainable parameters (by name), the optimizer and scheduler state dicts, the
   loop's progress (epoch, batches done in the epoch, global step, running loss, elapsed time), the
   metrics history so far and, when the loop keeps the best epoch, that epoch's trainable tensors;
-* ``rng-S-P.pt`` for each process ``P``: the torch (and CUDA), Python and NumPy random states;
+* ``rng-S-P.pt`` for each process ``P``: its torch (and CUDA), Python and NumPy random states and its
+  own running sums (e.g. of the training loss over its shard of the data);
 * ``latest.json``: which step is the current checkpoint. It is replaced last, with ``os.replace``, so
   a run killed at any instant leaves either the previous complete checkpoint or the new one, never a
   torn mix. Older files are deleted only after the pointer moved.
@@ -82,9 +83,9 @@ class Checkpointer:
         self.is_main = is_main
 
     # --- writing ----------------------------------------------------------------------------------
-    def save_rng(self, step: int) -> None:
-        """Every process writes its own random state (call before :meth:`save_main`)."""
-        state = rng_state()
+    def save_process(self, step: int, extra: dict[str, Any] | None = None) -> None:
+        """Every process writes its random state and ``extra`` (call before :meth:`save_main`)."""
+        state = {"rng": rng_state(), **(extra or {})}
         atomic_write(self.folder / f"rng-{step}-{self.process_index}.pt", lambda tmp: torch.save(state, tmp))
 
     def save_main(self, step: int, state: dict[str, Any]) -> None:
@@ -110,7 +111,8 @@ class Checkpointer:
         return (self.folder / POINTER).is_file()
 
     def load(self) -> tuple[dict[str, Any], dict[str, Any]] | None:
-        """``(state, rng)`` of the latest checkpoint, or ``None`` if there is none."""
+        """``(state, process_state)`` of the latest checkpoint (``process_state["rng"]`` holds this
+        process's random states), or ``None`` if there is none."""
         pointer = self.folder / POINTER
         if not pointer.is_file():
             return None
@@ -126,8 +128,11 @@ class Checkpointer:
         state = self._load_file(self.folder / f"state-{step}.pt")
         if state.get("format") != FORMAT or state.get("format_version", 0) > FORMAT_VERSION:
             raise ResumeError(f"{self.folder}/state-{step}.pt is not a training state this asymlora can read")
-        rng = self._load_file(self.folder / f"rng-{step}-{self.process_index}.pt")
-        return state, rng
+        proc = self._load_file(self.folder / f"rng-{step}-{self.process_index}.pt")
+        if "rng" not in proc:
+            raise ResumeError(f"{self.folder}/rng-{step}-{self.process_index}.pt holds no random state; "
+                              f"delete {self.folder} to start afresh")
+        return state, proc
 
     def _load_file(self, path: Path) -> dict[str, Any]:
         if not path.is_file():
