@@ -53,14 +53,15 @@ def versions() -> dict[str, str | None]:
 
 def git_commit() -> dict[str, Any] | None:
     """The commit of the asymlora source tree this process runs from, and whether it has local changes."""
-    src = Path(__file__).resolve().parent
+    src = Path(__file__).resolve().parent.parent  # the asymlora package folder
     try:
         top = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=src, capture_output=True, text=True,
                              timeout=10)
         if top.returncode != 0:
             return None
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=src, capture_output=True, text=True, timeout=10)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=src,
+        # untracked files inside the package count: a run from new, uncommitted modules is not clean
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "."], cwd=src,
                                capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.SubprocessError):
         return None
