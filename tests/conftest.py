@@ -24,6 +24,16 @@ class TinyNet(nn.Module):
         return self.classifier(h)
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Every test here uses tiny models, which run several times faster on one thread (and a 2-thread
+    pool stalls when another process holds a core). Restored after each test."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture
 def tiny_net():
     torch.manual_seed(0)

@@ -10,16 +10,6 @@ import torch
 from asymlora.cli import build_parser, main
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny problems: one thread (extra ones only spin on a shared machine); `asymlora theory` also sets
-    its own count. Restored after each test."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def test_help_texts(capsys):
     for cmd in ("theory", "similarity"):
         with pytest.raises(SystemExit) as exc:

@@ -41,14 +41,6 @@ TARGETS = ("query", "value")
 run_module = importlib.import_module("asymlora.experiments.run")  # (the package's `run` is the function)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 @pytest.fixture(scope="module")
 def task():
     return toy_task(n_train=192, n_val=48, n_test=48, extra_test=True)

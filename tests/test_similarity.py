@@ -19,15 +19,6 @@ from asymlora.similarity import (
 )
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny matrices: on a shared 2-core machine extra threads only spin. Restored after each test."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _reference(x, y):
     """Σ cos² of the principal angles (scipy) / min(r₁, r₂): the same quantity computed another way."""
     from scipy.linalg import subspace_angles

@@ -32,15 +32,6 @@ from asymlora.theory import (
 from asymlora.theory.theorem import _haar_batch, explained_terms, sample_instances
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """These problems are tiny; on a shared 2-core machine extra threads only spin. Restored after."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _instance(seed=0, d_in=12, d_out=9, r=3, cov_rank=None):
     rng = np.random.default_rng(seed)
     k = d_in if cov_rank is None else cov_rank

@@ -26,15 +26,6 @@ from asymlora.train import (  # noqa: E402
 )
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run several times faster on one thread (and the machine is shared)."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 @pytest.fixture(scope="module")
 def data():
     task = toy_task(n_train=160, n_val=48, n_test=48)
