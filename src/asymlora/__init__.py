@@ -9,10 +9,12 @@ The core (this namespace) depends on torch and safetensors only.
 """
 
 from .checkpoint import CheckpointError, load_adapter, read_factors, save_adapter
+from .combine import CombineError, combine
 from .config import PRESETS, AdapterConfig, Factor
 from .inject import adapted_layers, disabled, get_config, inject, merge, unload, unmerge
 from .layers import AdaptedConv1D, AdaptedConv2d, AdaptedLayer, AdaptedLinear
 from .peft_interop import export_peft, import_peft
+from .serving import MultiAdapterModel, ServingError, load_many
 from .summary import summary, trainable_parameters
 
 __version__ = "0.1.0"
@@ -21,5 +23,6 @@ __all__ = [
     "AdapterConfig", "Factor", "PRESETS", "inject", "adapted_layers", "get_config", "merge", "unmerge",
     "unload", "disabled", "trainable_parameters", "summary", "save_adapter", "load_adapter",
     "read_factors", "export_peft", "import_peft", "CheckpointError", "AdaptedLayer", "AdaptedLinear",
-    "AdaptedConv1D", "AdaptedConv2d", "__version__",
+    "AdaptedConv1D", "AdaptedConv2d", "combine", "CombineError", "load_many", "MultiAdapterModel",
+    "ServingError", "__version__",
 ]

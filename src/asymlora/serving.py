@@ -1,0 +1,303 @@
+r"""Serve many B-only adapters on one base model in one batch: each row picks its adapter.
+
+B-only adapters made with the same seed on the same base share their frozen A, so a layer computes
+for a batch whose row i uses adapter kᵢ
+
+    yᵢ = W0 xᵢ + s_{kᵢ} · B_{kᵢ} · (A xᵢ)
+
+with h = A·x computed **once** for the whole batch (r numbers per token) and only the r → d_out
+expansion done per adapter. PEFT's mixed-adapter batches (``adapter_names=``) run the whole branch,
+including the d_in → r projection and a copy of the rows' d_in-wide input, once per adapter present.
+
+::
+
+    multi = asymlora.load_many(base_model, ["adapters/sst2", "adapters/trec", "adapters/spam"])
+    out = multi(input_ids=ids, attention_mask=mask, adapter_ids=["sst2", "trec", "trec", None])
+    text = multi.generate(**enc, adapter_ids=[0, 2], max_new_tokens=20)
+
+A row's adapter is given by index, by name (the folder name unless ``names=`` is given), or ``None`` /
+``-1`` / ``"base"`` for the base model without adapter. Rows are the first dimension of every adapted
+layer's input (true of Hugging Face transformers; with beam search repeat the ids per beam).
+
+Two ways to do the per-row expansion (``mode``):
+
+* ``"grouped"`` (default): for each adapter present, ``s_k · B_k · h[rows]`` with the same kernels as a
+  single adapter, so outputs equal :func:`asymlora.load_adapter` one adapter at a time (the tests pin it).
+* ``"gathered"``: one batched matmul with each row's B gathered; one kernel whatever the number of
+  adapters (better on GPUs with many adapters per batch), equal to the grouped result up to float
+  round-off.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import torch
+import torch.nn as nn
+
+from .checkpoint import load_adapter, read_factors, read_meta, read_tensors
+from .combine import CombineError, shared_factor
+from .inject import _set_submodule, adapted_layers
+from .layers import AdaptedLayer
+
+__all__ = ["ServingError", "MultiAdapterLayer", "MultiAdapterModel", "load_many"]
+
+BASE = -1  # row id meaning "base model, no adapter"
+MODES = ("grouped", "gathered")
+
+
+class ServingError(ValueError):
+    """Adapters that cannot be served together, or adapter ids that do not fit the batch."""
+
+
+@dataclass
+class _Route:
+    ids: torch.Tensor  # (batch,) int64 on the model's device, BASE for base rows
+    groups: list[tuple[int, torch.Tensor | None]]  # (adapter index, row indices or None = all rows)
+    batch: int
+
+
+class _Router:
+    """Holds the rows' adapters for the duration of one call through :class:`MultiAdapterModel`."""
+
+    def __init__(self) -> None:
+        self.current: _Route | None = None
+
+
+class MultiAdapterLayer(nn.Module):
+    """A base layer with N B-only adapters that share A; which adapter a row uses is set per call.
+
+    Buffers: ``lora_A`` (r × d_in), ``lora_Bs`` (N+1 × d_out × r; the last one is zero, used by base
+    rows in ``"gathered"`` mode), ``scales`` (N+1,). ``base_layer`` is the frozen original layer.
+    """
+
+    def __init__(self, layer: AdaptedLayer, bs: Sequence[torch.Tensor], scales: Sequence[float], router: _Router,
+                 mode: str = "grouped") -> None:
+        super().__init__()
+        self.base_layer = layer.base_layer
+        self.name = layer.name
+        self.kind = layer.kind
+        self.rank = layer.rank
+        self.mode = mode
+        # the adapted layer supplies the layout-specific projections (project / expand); it is kept
+        # out of the module tree so that its base layer is not registered twice
+        object.__setattr__(self, "_template", layer)
+        object.__setattr__(self, "_router", router)
+        a = layer.lora_A.detach()
+        self.register_buffer("lora_A", a)
+        stacked = torch.stack([b.detach().to(device=a.device, dtype=a.dtype) for b in bs]
+                              + [torch.zeros_like(layer.lora_B.detach(), dtype=a.dtype, device=a.device)])
+        self.register_buffer("lora_Bs", stacked)
+        self.scale_values = [float(s) for s in scales] + [0.0]
+        self.register_buffer("scales", torch.tensor(self.scale_values, dtype=a.dtype, device=a.device))
+
+    @property
+    def num_adapters(self) -> int:
+        return self.lora_Bs.shape[0] - 1
+
+    def forward(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        out = self.base_layer(x, *args, **kwargs)
+        route = self._router.current
+        if route is None:
+            raise ServingError(f"{self.name}: no adapter ids for this call; call the model through "
+                               "MultiAdapterModel(..., adapter_ids=[...]) or inside `with multi.route(ids):`")
+        if x.shape[0] != route.batch:
+            raise ServingError(f"{self.name}: the layer input has {x.shape[0]} rows but {route.batch} adapter ids "
+                               "were given (one per row of the batch). With beam search or sampling several "
+                               "sequences per prompt, repeat each id per sequence.")
+        if not route.groups:
+            return out  # every row uses the base model
+        layer = self._template
+        a = self.lora_A
+        h = layer.project(x.to(a.dtype), a)  # once for all rows: the shared A
+        if self.mode == "gathered":
+            branch = self._gathered(h, route.ids)
+        else:
+            branch = None
+            for k, rows in route.groups:
+                if rows is None:  # every row uses adapter k: exactly the single-adapter computation
+                    branch = self.scale_values[k] * layer.expand(h, self.lora_Bs[k])
+                    break
+                part = self.scale_values[k] * layer.expand(h.index_select(0, rows), self.lora_Bs[k])
+                if branch is None:
+                    branch = torch.zeros((x.shape[0],) + tuple(part.shape[1:]), dtype=part.dtype, device=part.device)
+                branch.index_copy_(0, rows, part)
+        return out + branch.to(out.dtype)
+
+    def _gathered(self, h: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        idx = torch.where(ids < 0, torch.full_like(ids, self.num_adapters), ids)
+        b = self.lora_Bs.index_select(0, idx)  # (batch, d_out, r)
+        s = self.scales.index_select(0, idx)
+        if self.kind == "conv2d":
+            return torch.einsum("brhw,bor->bohw", h, b) * s[:, None, None, None]
+        flat = h.reshape(h.shape[0], -1, h.shape[-1])  # (batch, tokens, r)
+        y = torch.bmm(flat, b.transpose(1, 2)) * s[:, None, None]
+        return y.reshape(h.shape[:-1] + (b.shape[1],))
+
+    def extra_repr(self) -> str:
+        return f"name={self.name!r}, adapters={self.num_adapters}, rank={self.rank}, mode={self.mode!r}"
+
+
+class MultiAdapterModel(nn.Module):
+    """A base model with N B-only adapters; every call says which adapter each row uses.
+
+    ``multi(*args, adapter_ids=ids, **kwargs)`` calls the wrapped model; ``multi.generate(...,
+    adapter_ids=ids)`` its ``generate``; ``with multi.route(ids): ...`` routes any other call.
+    """
+
+    def __init__(self, model: nn.Module, names: Sequence[str], router: _Router) -> None:
+        super().__init__()
+        self.model = model
+        self.adapter_names = list(names)
+        object.__setattr__(self, "_router", router)
+
+    def layers(self) -> Iterator[tuple[str, MultiAdapterLayer]]:
+        for name, module in self.model.named_modules():
+            if isinstance(module, MultiAdapterLayer):
+                yield name, module
+
+    def _device(self) -> torch.device:
+        for _, layer in self.layers():
+            return layer.lora_A.device
+        return torch.device("cpu")
+
+    def adapter_index(self, key: Any) -> int:
+        """The index of adapter ``key`` (an index, a name, or None / -1 / "base" for the base model)."""
+        if key is None or (isinstance(key, str) and key == "base"):
+            return BASE
+        if isinstance(key, str):
+            if key not in self.adapter_names:
+                raise ServingError(f"unknown adapter {key!r}; loaded adapters: {self.adapter_names} "
+                                   "(or None / 'base' for the base model)")
+            return self.adapter_names.index(key)
+        index = int(key)
+        if not BASE <= index < len(self.adapter_names):
+            raise ServingError(f"adapter index {index} is out of range: {len(self.adapter_names)} adapters are "
+                               "loaded (indices 0..N-1, or -1 for the base model)")
+        return index
+
+    def _make_route(self, adapter_ids: Any) -> _Route:
+        if isinstance(adapter_ids, torch.Tensor):
+            ids = adapter_ids.detach().to("cpu", torch.int64).reshape(-1)
+            if ids.numel() and (int(ids.min()) < BASE or int(ids.max()) >= len(self.adapter_names)):
+                raise ServingError(f"adapter ids must lie in -1..{len(self.adapter_names) - 1}, got "
+                                   f"{int(ids.min())}..{int(ids.max())}")
+        elif isinstance(adapter_ids, (str, int)) or adapter_ids is None:
+            raise ServingError("adapter_ids must give one adapter per row of the batch (a list or a 1-D tensor)")
+        else:
+            ids = torch.tensor([self.adapter_index(k) for k in adapter_ids], dtype=torch.int64)
+        if ids.numel() == 0:
+            raise ServingError("adapter_ids is empty; give one adapter per row of the batch")
+        device = self._device()
+        groups: list[tuple[int, torch.Tensor | None]] = []
+        present = sorted(set(ids.tolist()))
+        for k in present:
+            if k == BASE:
+                continue
+            if len(present) == 1:
+                groups.append((k, None))
+            else:
+                groups.append((k, torch.nonzero(ids == k).reshape(-1).to(device)))
+        return _Route(ids=ids.to(device), groups=groups, batch=int(ids.numel()))
+
+    @contextlib.contextmanager
+    def route(self, adapter_ids: Any) -> Iterator["MultiAdapterModel"]:
+        """Route every call of the wrapped model inside the block with these per-row adapters."""
+        previous = self._router.current
+        self._router.current = self._make_route(adapter_ids)
+        try:
+            yield self
+        finally:
+            self._router.current = previous
+
+    def forward(self, *args: Any, adapter_ids: Any, **kwargs: Any) -> Any:
+        with self.route(adapter_ids):
+            return self.model(*args, **kwargs)
+
+    def generate(self, *args: Any, adapter_ids: Any, **kwargs: Any) -> Any:
+        with self.route(adapter_ids):
+            return self.model.generate(*args, **kwargs)
+
+    def set_mode(self, mode: str) -> None:
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        for _, layer in self.layers():
+            layer.mode = mode
+
+    def unload(self) -> nn.Module:
+        """Put the plain base layers back and return the base model (adapters dropped)."""
+        for name, layer in list(self.layers()):
+            _set_submodule(self.model, name, layer.base_layer)
+        for attr in ("asymlora_config", "asymlora_train_modules"):
+            if attr in self.model.__dict__:
+                object.__delattr__(self.model, attr)
+        return self.model
+
+
+def _default_names(dirs: Sequence[Path]) -> list[str]:
+    names = [d.name or str(d) for d in dirs]
+    if len(set(names)) != len(names):
+        names = [str(d) for d in dirs]
+    if len(set(names)) != len(names):
+        raise ServingError("the same adapter folder is given twice; pass names=[...] to tell them apart")
+    return names
+
+
+def load_many(base_model: nn.Module, adapter_dirs: Sequence[str | os.PathLike], names: Sequence[str] | None = None,
+              *, mode: str = "grouped", tolerance: float = 0.0) -> MultiAdapterModel:
+    """Load N B-only adapters that share A onto ``base_model`` (modified in place) for batched serving.
+
+    Every adapter must be an asymlora adapter folder made on this base with the same seed and layers
+    (so A is shared); only B and the scale may differ. Adapters that train full modules (e.g. a
+    classifier head) can be served together only if those parameters are identical in all of them.
+    Returns a :class:`MultiAdapterModel`; call it with ``adapter_ids=`` (one per row).
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    if isinstance(adapter_dirs, (str, os.PathLike)) or not adapter_dirs:
+        raise ServingError("adapter_dirs must be a non-empty list of adapter folders")
+    dirs = [Path(d) for d in adapter_dirs]
+    names = list(names) if names is not None else _default_names(dirs)
+    if len(names) != len(dirs):
+        raise ServingError(f"{len(dirs)} adapters but {len(names)} names")
+    if len(set(names)) != len(names) or any(n == "base" for n in names):
+        raise ServingError(f"adapter names must be distinct and not 'base': {names}")
+    metas = [read_meta(d) for d in dirs]
+    factors = [read_factors(d, base_model) for d in dirs]
+    try:
+        shared = shared_factor(factors, labels=names, tolerance=tolerance)
+    except CombineError as err:
+        raise ServingError(f"these adapters cannot share one batch: {err}") from None
+    if shared != "A":
+        raise ServingError("the adapters share B but not A; batched serving computes A·x once per layer, so it "
+                           "needs adapters with a shared A (B-only adapters made with the same seed)")
+    _check_train_modules(dirs, metas, names)
+
+    model = load_adapter(base_model, dirs[0])
+    router = _Router()
+    for name, layer in list(adapted_layers(model)):
+        bs = [f[name][1] for f in factors]
+        scales = [float(meta["layers"][name]["scale"]) for meta in metas]
+        _set_submodule(model, name, MultiAdapterLayer(layer, bs, scales, router, mode))
+    return MultiAdapterModel(model, names, router)
+
+
+def _check_train_modules(dirs: Sequence[Path], metas: Sequence[dict], names: Sequence[str]) -> None:
+    sets = [tuple(m.get("train_modules") or ()) for m in metas]
+    if not any(sets):
+        return
+    if len(set(sets)) != 1:
+        raise ServingError(f"the adapters train different full modules ({dict(zip(names, sets))}); a batch can "
+                           "only switch B factors per row")
+    tensors = [{k: v for k, v in read_tensors(d, m).items() if k.startswith("train_modules.")}
+               for d, m in zip(dirs, metas)]
+    for name, t in zip(names[1:], tensors[1:]):
+        for key, value in t.items():
+            if not torch.equal(value, tensors[0][key]):
+                raise ServingError(f"adapters {names[0]!r} and {name!r} trained the full parameter "
+                                   f"{key[len('train_modules.'):]!r} to different values; batched serving switches "
+                                   "only the B factors per row, so serve them in separate batches")
