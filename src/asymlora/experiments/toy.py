@@ -58,18 +58,21 @@ def toy_task(n_train: int = 256, n_val: int = 64, n_test: int = 64, seed: int = 
 
 
 def toy_tokenizer(folder: str | Path | None = None):
+    """A WordPiece tokenizer over the toy vocabulary (no files left behind unless ``folder`` is given)."""
     import tempfile
 
     from transformers import BertTokenizerFast
 
-    folder = Path(folder) if folder is not None else Path(tempfile.mkdtemp(prefix="asymlora-toy-tok-"))
-    folder.mkdir(parents=True, exist_ok=True)
     words = SPECIALS + POSITIVE + NEGATIVE + NEUTRAL
-    (folder / "vocab.txt").write_text("\n".join(words) + "\n")
+    if folder is not None:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        (Path(folder) / "vocab.txt").write_text("\n".join(words) + "\n")
     try:  # transformers >= 5 takes the vocabulary itself
         return BertTokenizerFast(vocab={w: i for i, w in enumerate(words)}, do_lower_case=True)
-    except TypeError:  # transformers 4.x: a vocabulary file
-        return BertTokenizerFast(vocab_file=str(folder / "vocab.txt"), do_lower_case=True)
+    except TypeError:  # transformers 4.x: a vocabulary file, read at construction
+        with tempfile.TemporaryDirectory(prefix="asymlora-toy-tok-") as tmp:
+            (Path(tmp) / "vocab.txt").write_text("\n".join(words) + "\n")
+            return BertTokenizerFast(vocab_file=str(Path(tmp) / "vocab.txt"), do_lower_case=True)
 
 
 def toy_model(num_labels: int = 2, seed: int = 0, kind: str = "classification"):
