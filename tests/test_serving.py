@@ -80,7 +80,7 @@ def test_gathered_mode_matches_up_to_round_off(llama_adapters):
     base, dirs = llama_adapters
     ids = torch.randint(0, 64, (5, 9), generator=torch.Generator().manual_seed(1))
     rows = [2, 0, 1, None, 0]
-    grouped = load_many(copy.deepcopy(base), dirs)
+    grouped = load_many(copy.deepcopy(base), dirs, mode="grouped")
     gathered = load_many(copy.deepcopy(base), dirs, mode="gathered")
     with torch.no_grad():
         a = grouped(input_ids=ids, adapter_ids=rows).logits

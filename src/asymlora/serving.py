@@ -19,13 +19,17 @@ A row's adapter is given by index, by name (the folder name unless ``names=`` is
 ``-1`` / ``"base"`` for the base model without adapter. Rows are the first dimension of every adapted
 layer's input (true of Hugging Face transformers; with beam search repeat the ids per beam).
 
-Two ways to do the per-row expansion (``mode``):
+Ways to do the per-row expansion (``mode``):
 
-* ``"grouped"`` (default): for each adapter present, ``s_k · B_k · h[rows]`` with the same kernels as a
-  single adapter, so outputs equal :func:`asymlora.load_adapter` one adapter at a time (the tests pin it).
-* ``"gathered"``: one batched matmul with each row's B gathered; one kernel whatever the number of
-  adapters (better on GPUs with many adapters per batch), equal to the grouped result up to float
-  round-off.
+* ``"gathered"``: one batched matmul with each row's B gathered: one kernel whatever the number of
+  adapters in the batch.
+* ``"grouped"``: for each adapter present, ``s_k · B_k · h[rows]`` on that adapter's rows (as PEFT does,
+  but with h computed once).
+* ``"auto"`` (default): a batch whose rows all use one adapter runs exactly the single-adapter
+  computation (bit-identical to :func:`asymlora.load_adapter`); a mixed batch is gathered.
+
+A mixed batch equals one adapter at a time up to float32 round-off in every mode (a BLAS may round a
+matmul over some rows differently from one over all rows); base rows are exactly the base model.
 """
 
 from __future__ import annotations
@@ -47,7 +51,7 @@ from .layers import AdaptedLayer
 __all__ = ["ServingError", "MultiAdapterLayer", "MultiAdapterModel", "load_many"]
 
 BASE = -1  # row id meaning "base model, no adapter"
-MODES = ("grouped", "gathered")
+MODES = ("auto", "grouped", "gathered")
 
 
 class ServingError(ValueError):
@@ -76,7 +80,7 @@ class MultiAdapterLayer(nn.Module):
     """
 
     def __init__(self, layer: AdaptedLayer, bs: Sequence[torch.Tensor], scales: Sequence[float], router: _Router,
-                 mode: str = "grouped") -> None:
+                 mode: str = "auto") -> None:
         super().__init__()
         self.base_layer = layer.base_layer
         self.name = layer.name
@@ -114,7 +118,8 @@ class MultiAdapterLayer(nn.Module):
         layer = self._template
         a = self.lora_A
         h = layer.project(x.to(a.dtype), a)  # once for all rows: the shared A
-        if self.mode == "gathered":
+        single = len(route.groups) == 1 and route.groups[0][1] is None
+        if self.mode == "gathered" or (self.mode == "auto" and not single):
             branch = self._gathered(h, route.ids)
         else:
             branch = None
@@ -248,13 +253,15 @@ def _default_names(dirs: Sequence[Path]) -> list[str]:
 
 
 def load_many(base_model: nn.Module, adapter_dirs: Sequence[str | os.PathLike], names: Sequence[str] | None = None,
-              *, mode: str = "grouped", tolerance: float = 0.0) -> MultiAdapterModel:
+              *, mode: str = "auto", tolerance: float = 0.0) -> MultiAdapterModel:
     """Load N B-only adapters that share A onto ``base_model`` (modified in place) for batched serving.
 
     Every adapter must be an asymlora adapter folder made on this base with the same seed and layers
     (so A is shared); only B and the scale may differ. Adapters that train full modules (e.g. a
     classifier head) can be served together only if those parameters are identical in all of them.
-    Returns a :class:`MultiAdapterModel`; call it with ``adapter_ids=`` (one per row).
+    Returns a :class:`MultiAdapterModel`; call it with ``adapter_ids=`` (one per row). ``mode``: see
+    the module docstring (``"auto"``, ``"gathered"`` or ``"grouped"``). One call at a time per model:
+    the rows' adapters are held by the model for the duration of a call.
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")

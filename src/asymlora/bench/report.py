@@ -118,12 +118,14 @@ def _cpu_name() -> str:
 
 
 def _git_commit() -> str | None:
-    here = Path(__file__).resolve().parent
+    """HEAD of the asymlora source tree, with "-dirty" if the package has local changes (untracked files
+    inside the package count, as in asymlora.train's run records)."""
+    package = Path(__file__).resolve().parent.parent
     try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=10)
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=package, capture_output=True, text=True, timeout=10)
         if commit.returncode != 0:
             return None
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "."], cwd=package,
                                capture_output=True, text=True, timeout=10)
         return commit.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
     except (OSError, subprocess.SubprocessError):
