@@ -298,6 +298,46 @@ def test_grid_skips_finished_runs(task, loader, tmp_path):
     assert json.loads((tmp_path / "grid.json").read_text())["seeds"] == [0, 1]
 
 
+def test_grid_tunes_on_the_first_seed_and_later_seeds_reuse_its_choice(task, loader, tmp_path):
+    g = Grid.build(tasks=["toy"], methods=["b-only:4"], seeds=[0, 1, 2], epochs=1, batch_size=16,
+                   lrs=[1e-3, 3e-2], targets=list(TARGETS), extra_tests=False, model="toy", tune_on_first_seed=True)
+    spec0, spec1, spec2 = g.specs()
+    assert g.resolve(spec0, tmp_path) is spec0
+    assert g.resolve(spec1, tmp_path) is None  # seed 0 has not chosen yet
+    calls = []
+
+    def runner(s, out, **kw):
+        calls.append(s)
+        return run(s, out, **kw)
+
+    outcome = run_grid(g, tmp_path, task=task, model_loader=loader, progress=False, echo=lambda m: None, runner=runner)
+    assert len(outcome.done) == 3 and len(calls) == 3
+    chosen = json.loads((tmp_path / spec0.relpath() / "result.json").read_text())
+    assert sorted(chosen["lr_candidates"]) == [1e-3, 3e-2]
+    for later in calls[1:]:
+        assert later.seed in (1, 2) and later.resolved_lrs() == (chosen["lr"],)
+        result = json.loads((tmp_path / later.relpath() / "result.json").read_text())
+        assert result["lr_candidates"] == [chosen["lr"]]
+    again = run_grid(g, tmp_path, task=task, model_loader=loader, progress=False, echo=lambda m: None, runner=runner)
+    assert len(again.skipped) == 3 and len(calls) == 3  # the resolved specs match the finished folders
+    assert json.loads((tmp_path / "grid.json").read_text())["tune_on_first_seed"] is True
+    with pytest.raises(GridError, match="tune_on_first_seed"):
+        Grid.build(tasks=["toy"], methods=["lora:4"], tune_on_first_seed="yes")
+
+
+def test_a_later_seed_whose_first_seed_is_unfinished_waits_and_is_not_run(tmp_path):
+    g = Grid.build(tasks=["toy"], methods=["b-only:4"], seeds=[0, 1], epochs=1, lrs=[1e-3, 1e-2], model="toy",
+                   tune_on_first_seed=True)
+    ran = []
+
+    def boom(s, out, **kw):  # the first seed fails, so the second never learns its lr
+        ran.append(s.seed)
+        raise RuntimeError("no")
+
+    out = run_grid(g, tmp_path, runner=boom, echo=lambda m: None, keep_going=True)
+    assert ran == [0] and len(out.failed) == 1 and out.busy == [g.specs()[1].relpath()]
+
+
 def test_grid_keep_going_records_failures(task, tmp_path):
     g = Grid.build(tasks=["toy"], methods=["b-only:4", "lora:4"], seeds=[0], epochs=1, lrs=[1e-2], model="toy")
 

@@ -187,3 +187,22 @@ def test_lean_path_under_autocast_returns_gradients_in_each_inputs_dtype(kind):
     y.float().sum().backward()
     assert net[0].lora_B.grad.dtype == torch.float32 and x.grad.dtype == torch.float32
     assert torch.count_nonzero(net[0].lora_B.grad) > 0
+
+
+def test_dropout_mask_is_reproducible_unbiased_and_drops_p():
+    like = torch.empty(300, 257)  # an odd size: the last 64-bit draw is only partly used
+    p = 0.1
+    m = layers_mod._dropout_mask(like, p, seed=1234)
+    assert m.shape == like.shape and m.dtype == like.dtype
+    assert torch.equal(m, layers_mod._dropout_mask(like, p, seed=1234))
+    assert not torch.equal(m, layers_mod._dropout_mask(like, p, seed=1235))
+    dropped = (m == 0).float().mean().item()
+    n = like.numel()
+    assert abs(dropped - p) < 5 * (p * (1 - p) / n) ** 0.5  # five standard errors
+    kept_values = torch.unique(m[m != 0])
+    assert kept_values.numel() == 1 and kept_values.item() == pytest.approx(1 / (1 - round(p * 65536) / 65536))
+    assert abs(m.mean().item() - 1.0) < 0.01
+    # the words used are independent: neighbouring elements' keep decisions are uncorrelated
+    k = (m != 0).float().reshape(-1)
+    corr = torch.corrcoef(torch.stack([k[:-1], k[1:]]))[0, 1].item()
+    assert abs(corr) < 0.02

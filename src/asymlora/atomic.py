@@ -38,8 +38,10 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     return atomic_write(path, write)
 
 
-def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
-    return atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
+def atomic_write_json(path: str | os.PathLike, obj: Any, *, compact: bool = False) -> Path:
+    """Write ``obj`` as JSON (sorted keys; indented, or on one line without spaces when ``compact``)."""
+    text = json.dumps(obj, sort_keys=True, separators=(",", ":")) if compact else json.dumps(obj, indent=2, sort_keys=True)
+    return atomic_write_bytes(path, (text + "\n").encode())
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:

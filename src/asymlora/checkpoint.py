@@ -73,9 +73,10 @@ def save_adapter(model: nn.Module, path: str | os.PathLike, *, store_frozen: boo
             stored = _must_store(layer, which, store_frozen)
             entry[which] = {"init": layer.factors[which].init, "trainable": layer.is_trainable(which),
                             "seed": layer.seeds[which], "stored": stored,
-                            "regenerable": layer.factor_origin[which] == "init",
-                            "fingerprint": fingerprint(value)}
-            if stored:
+                            "regenerable": layer.factor_origin[which] == "init"}
+            if not stored:  # a stored factor is covered by the file's sha256; a regenerated one needs this
+                entry[which]["fingerprint"] = [float(f"{v:.9g}") for v in fingerprint(value)]
+            else:
                 tensors[f"layers.{name}.lora_{which}"] = value.detach().to("cpu").contiguous()
         layers[name] = entry
     train_modules = get_train_modules(model)
@@ -87,7 +88,7 @@ def save_adapter(model: nn.Module, path: str | os.PathLike, *, store_frozen: boo
     meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "config": config.to_dict(),
             "notation": config.notation, "train_modules": list(train_modules), "layers": layers,
             "weights_sha256": sha256_file(weights), "created_by": _versions(), "extra": extra or {}}
-    atomic_write_json(path / CONFIG_NAME, meta)
+    atomic_write_json(path / CONFIG_NAME, meta, compact=True)  # ~0.2 KiB per adapted layer
     return path
 
 

@@ -9,6 +9,7 @@ EPILOG = """\
 examples:
   asymlora grid --preset table1 --sweep                    # the paper's Table 1 on the 5 built-in tasks, 3 seeds
   asymlora grid --tasks sentiment trec --methods lora b-only:16 a-only --ranks 8 --seeds 0 1 2
+  asymlora grid --tasks trec --methods lora b-only --lr 3e-3 1e-2 --tune-on-first-seed   # sweep on seed 0 only
   asymlora grid --config grid.toml --dry-run               # list the runs and their status
   asymlora grid --config grid.toml --keep-going            # go on past a failed run; exit 1 at the end
 
@@ -41,6 +42,9 @@ def register(subparsers) -> None:
                    help="methods, optionally with a rank (b-only:16); default: the preset's")
     p.add_argument("--ranks", nargs="+", type=int, metavar="R", help="ranks for methods given without one (default 8)")
     p.add_argument("--seeds", nargs="+", type=int, metavar="S", help=f"default: {' '.join(map(str, DEFAULT_SEEDS))}")
+    p.add_argument("--tune-on-first-seed", action="store_true", default=None,
+                   help="with several learning rates: sweep them on the first seed only; the other seeds train "
+                        "once at the rate it chose on validation (k + n - 1 runs per cell, not k x n)")
     p.add_argument("--dry-run", action="store_true", help="list the runs and whether each is done, partial or to do")
     p.add_argument("--keep-going", action="store_true", help="continue past a failed run (exit status 1 at the end)")
     p.add_argument("--no-report", action="store_true", help="do not write OUT/report at the end")
@@ -60,7 +64,8 @@ def main(args: argparse.Namespace) -> int:
     from asymlora.experiments.run import RunConflict
 
     quiet_libraries()
-    flags = dict(tasks=args.tasks, methods=args.methods, ranks=args.ranks, seeds=args.seeds, preset=args.preset)
+    flags = dict(tasks=args.tasks, methods=args.methods, ranks=args.ranks, seeds=args.seeds, preset=args.preset,
+                 tune_on_first_seed=args.tune_on_first_seed)
     flags = {k: v for k, v in flags.items() if v is not None}
     settings = spec_settings(args)
     try:
@@ -78,9 +83,11 @@ def main(args: argparse.Namespace) -> int:
     if args.dry_run:
         counts: dict[str, int] = {}
         for spec in specs:
-            st = status(spec, out)
+            concrete = grid.resolve(spec, out)
+            st = "waiting" if concrete is None else status(concrete, out)
             counts[st] = counts.get(st, 0) + 1
-            lrs = ", ".join(f"{x:g}" for x in spec.resolved_lrs())
+            lrs = (f"chosen on seed {grid.seeds[0]}" if concrete is None
+                   else ", ".join(f"{x:g}" for x in concrete.resolved_lrs()))
             print(f"{st:<8} {spec.relpath()}  (lr {lrs}, {spec.epochs} epochs)")
         print(f"{len(specs)} runs: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())))
         return 0

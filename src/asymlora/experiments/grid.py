@@ -14,6 +14,11 @@ A grid file holds the keys ``tasks``, ``methods`` (``"b-only"`` or ``"b-only:16"
     seeds = [0, 1, 2]
     sweep = true
     epochs = 5
+    tune_on_first_seed = true   # sweep on seed 0 only; seeds 1, 2 reuse the lr it chose
+
+With ``tune_on_first_seed`` a cell (task, method, rank) runs its learning-rate sweep on the first seed
+only, chooses on that seed's validation split, and the other seeds train once at the chosen rate: k + n − 1
+runs per cell instead of k · n for k rates and n seeds. Every test split is still touched once per run.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from __future__ import annotations
 import json
 import time
 import traceback
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -46,7 +51,7 @@ PRESETS: dict[str, tuple[str, ...]] = {
     # the demo's four rows
     "demo": ("lora:8", "b-only:8", "b-only:16", "a-only:8"),
 }
-GRID_KEYS = frozenset({"tasks", "methods", "ranks", "seeds", "preset"})
+GRID_KEYS = frozenset({"tasks", "methods", "ranks", "seeds", "preset", "tune_on_first_seed"})
 GRID_FILE = "grid.json"
 
 
@@ -78,11 +83,12 @@ class Grid:
     methods: tuple[tuple[str, int | None], ...] = ()
     seeds: tuple[int, ...] = DEFAULT_SEEDS
     settings: dict[str, Any] = field(default_factory=dict)  # RunSpec fields shared by every run
+    tune_on_first_seed: bool = False  # sweep lrs on the first seed only; later seeds reuse its choice
 
     @classmethod
     def build(cls, *, tasks: Sequence[str] | None = None, methods: Sequence[str] | None = None,
               ranks: Sequence[int] | None = None, seeds: Sequence[int] | None = None, preset: str | None = None,
-              **settings: Any) -> "Grid":
+              tune_on_first_seed: bool = False, **settings: Any) -> "Grid":
         known = {f.name for f in fields(RunSpec)} - {"task", "method", "rank", "seed"}
         unknown = set(settings) - known
         if unknown:
@@ -101,7 +107,10 @@ class Grid:
         seeds_t = tuple(int(s) for s in (seeds if seeds is not None else DEFAULT_SEEDS))
         if not tasks_t or not seeds_t:
             raise GridError("a grid needs at least one task and one seed")
-        grid = cls(tasks=tasks_t, methods=tuple(pairs), seeds=seeds_t, settings=dict(settings))
+        if not isinstance(tune_on_first_seed, bool):
+            raise GridError(f"tune_on_first_seed must be true or false, got {tune_on_first_seed!r}")
+        grid = cls(tasks=tasks_t, methods=tuple(pairs), seeds=seeds_t, settings=dict(settings),
+                   tune_on_first_seed=tune_on_first_seed)
         grid.specs()  # validate every run's settings now, not halfway through the grid
         return grid
 
@@ -122,9 +131,19 @@ class Grid:
                     out.append(RunSpec(task=task, method=method, rank=rank, seed=seed, **_spec_settings(self.settings)))
         return out
 
+    def resolve(self, spec: RunSpec, out: str | Path) -> RunSpec | None:
+        """The spec to actually run. With ``tune_on_first_seed``, a later seed of a swept cell trains only at
+        the lr its first seed chose on validation; ``None`` while that first seed is not finished."""
+        if not self.tune_on_first_seed or spec.seed == self.seeds[0] or len(spec.resolved_lrs()) < 2:
+            return spec
+        first = RunDir(Path(out) / replace(spec, seed=self.seeds[0]).relpath()).read_result()
+        if first is None:
+            return None
+        return replace(spec, lrs=(float(first["lr"]),), sweep=False)
+
     def to_dict(self) -> dict[str, Any]:
         return {"tasks": list(self.tasks), "methods": [f"{m}:{r}" if r else m for m, r in self.methods],
-                "seeds": list(self.seeds), "settings": self.settings}
+                "seeds": list(self.seeds), "settings": self.settings, "tune_on_first_seed": self.tune_on_first_seed}
 
 
 def _spec_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
@@ -193,27 +212,28 @@ def run_grid(grid: Grid, out: str | Path, *, keep_going: bool = False, progress:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / GRID_FILE, grid.to_dict())
-    specs = grid.specs()
+    specs = list(enumerate(grid.specs(), start=1))
     outcome = GridOutcome()
     start = time.monotonic()
-    for i, spec in enumerate(specs, start=1):
+
+    def attempt(i: int, spec: RunSpec) -> None:
         name = f"{spec.relpath()}"
         state = status(spec, out)
         if state == "done":
             outcome.skipped.append(name)
             echo(f"[{i}/{len(specs)}] {name}: done, skipped")
-            continue
+            return
         if state == "conflict":
             msg = (f"{out / spec.relpath()} was made with other settings; use another --out or delete it")
             if not keep_going:
                 raise RunConflict(msg)
             outcome.failed.append((name, msg))
             echo(f"[{i}/{len(specs)}] {name}: {msg}")
-            continue
+            return
         if state == "busy":
             outcome.busy.append(name)
             echo(f"[{i}/{len(specs)}] {name}: being run by another process, skipped")
-            continue
+            return
         echo(f"[{i}/{len(specs)}] {name}: {'resuming' if state == 'partial' else 'running'}")
         try:
             runner(spec, out, progress=progress, echo=echo, **run_kwargs)
@@ -229,5 +249,23 @@ def run_grid(grid: Grid, out: str | Path, *, keep_going: bool = False, progress:
             outcome.failed.append((name, f"{type(err).__name__}: {err}"))
             echo(f"[{i}/{len(specs)}] {name}: FAILED ({type(err).__name__}: {err})")
             echo(traceback.format_exc(limit=3))
+
+    # A later seed waiting for its first seed's lr choice is retried after the rest of the grid.
+    waiting = []
+    for i, spec in specs:
+        concrete = grid.resolve(spec, out)
+        if concrete is None:
+            waiting.append((i, spec))
+            echo(f"[{i}/{len(specs)}] {spec.relpath()}: waits for seed {grid.seeds[0]}'s learning-rate choice")
+        else:
+            attempt(i, concrete)
+    for i, spec in waiting:
+        concrete = grid.resolve(spec, out)
+        if concrete is None:
+            outcome.busy.append(spec.relpath())
+            echo(f"[{i}/{len(specs)}] {spec.relpath()}: seed {grid.seeds[0]} of this cell is not finished "
+                 "(another process runs it, or it failed); run the grid again to do this run")
+        else:
+            attempt(i, concrete)
     outcome.seconds = round(time.monotonic() - start, 1)
     return outcome
