@@ -110,6 +110,33 @@ def test_similarity_command_errors(tmp_path, capsys):
     assert main(["similarity", *map(str, dirs[:2]), "--labels", "x,x", "--out", str(tmp_path)]) == 2
 
 
+def test_similarity_of_svd_frozen_adapters_needs_and_uses_the_base_model(tmp_path, capsys, monkeypatch):
+    import asymlora
+    import asymlora.cli.similarity as sim_cli
+
+    def base():
+        torch.manual_seed(0)
+        return torch.nn.Sequential(torch.nn.Linear(10, 12), torch.nn.ReLU(), torch.nn.Linear(12, 4))
+
+    dirs = []
+    for seed in (0, 1):  # A = top right singular vectors of W0 in both; only B differs
+        model = base()
+        asymlora.inject(model, asymlora.AdapterConfig.preset("b-only-svd", rank=2, targets=["0", "2"], seed=seed))
+        with torch.no_grad():
+            for _, layer in asymlora.adapted_layers(model):
+                layer.lora_B.normal_(generator=torch.Generator().manual_seed(seed))
+        dirs.append(asymlora.save_adapter(model, tmp_path / f"svd{seed}"))
+    args = ["similarity", *map(str, dirs), "--out", str(tmp_path / "o")]
+    assert main(args) == 2
+    assert "--base-model" in capsys.readouterr().err
+    loaded = []
+    monkeypatch.setattr(sim_cli, "_load_base", lambda name: loaded.append(name) or base())
+    assert main([*args, "--base-model", "my-base"]) == 0 and loaded == ["my-base"]
+    record = json.loads((tmp_path / "o" / "similarity.json").read_text())
+    a = torch.tensor(record["A"], dtype=torch.float64)
+    assert a.numel() > 0 and torch.allclose(a[~a.isnan()], torch.ones(()).double(), atol=1e-6)
+
+
 def test_theory_leaves_thread_count_alone(tmp_path):
     torch.set_num_threads(2)
     assert main(["theory", "--sections", "bounds", "--out", str(tmp_path), "--threads", "1"]) == 0

@@ -238,7 +238,8 @@ def read_factors(path: str | os.PathLike, base_model: nn.Module | None = None) -
             if info["init"] == "svd":
                 if name not in modules:
                     raise CheckpointError(f"{name}: factor {which} is the SVD of the base weight; pass the "
-                                          "base model as read_factors(path, base_model=...)")
+                                          "base model: read_factors(path, base_model=...), or --base-model "
+                                          "on the command line")
                 w0 = _matrix_weight(modules[name])
             value = init_factor(info["init"], which, shape, seed=info["seed"], base_weight=w0)
             if not fingerprints_match(info["fingerprint"], fingerprint(value)):

@@ -18,7 +18,8 @@ random subspaces (the "rand" columns). It does not change under B → B C, A →
 Each RUN_DIR is an adapter folder (asymlora or PEFT LoRA: adapter_config.json + weights) or a
 training-run folder holding one in adapter/. Prints the table (layers × run pairs, A then B) and
 writes OUT/similarity.png (heatmap, A and B side by side) and OUT/similarity.json (all matrices, the
-arguments, versions).
+arguments, versions). Adapters whose frozen factor is the SVD of W0 (b-only-svd, a-only-svd) are
+stored as a seed only: pass --base-model to recompute it.
 """
 
 
@@ -33,6 +34,9 @@ def register(subparsers) -> None:
                    help="folder for similarity.png and similarity.json (default: %(default)s)")
     p.add_argument("--max-pairs", type=int, default=6, help="run pairs shown as table columns (default: %(default)s)")
     p.add_argument("--title", default=None, help="title of the figure")
+    p.add_argument("--base-model", default=None, metavar="MODEL",
+                   help="the base model the adapters were trained on (minilm, mpnet, a Hugging Face folder or hub "
+                        "name); needed only when a frozen factor is the SVD of W0 (the *-svd methods)")
     p.add_argument("--rtol", type=float, default=None,
                    help="relative singular-value floor of the numerical rank (default: max(d, r) × eps of the "
                         "stored dtype)")
@@ -54,6 +58,15 @@ def resolve_adapter_dir(path: str | Path) -> Path:
                      f"(adapter/{CONFIG_NAME} inside)")
 
 
+def _load_base(name: str):
+    """The base model with the module names of a sequence-classification fine-tune (the head is irrelevant:
+    only the adapted layers' W0 are read)."""
+    from asymlora.models.registry import load_model
+
+    model, _ = load_model(name, num_labels=2)
+    return model
+
+
 def run(args: argparse.Namespace) -> int:
     from asymlora.atomic import atomic_write_json
     from asymlora.checkpoint import CheckpointError
@@ -69,8 +82,9 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         dirs = [resolve_adapter_dir(p) for p in args.runs]
-        result = compare_checkpoints(dirs, labels=labels, rtol=args.rtol)
-    except (CheckpointError, ValueError) as err:
+        base = _load_base(args.base_model) if args.base_model else None
+        result = compare_checkpoints(dirs, labels=labels, rtol=args.rtol, base_model=base)
+    except (CheckpointError, ValueError, RuntimeError) as err:
         print(f"asymlora similarity: {err}", file=sys.stderr)
         return 2
     print(format_table(result, max_pairs=args.max_pairs))
