@@ -151,3 +151,29 @@ def test_read_factors_needs_the_base_for_svd(tmp_path):
         asymlora.read_factors(tmp_path)
     factors = asymlora.read_factors(tmp_path, base_model=_fresh())
     assert torch.allclose(factors["proj"][0], net.proj.lora_A, atol=1e-6)
+
+
+def test_config_json_is_compact_and_old_verbose_entries_still_load(tmp_path, tiny_input):
+    net = _trained("b-only")
+    out = net(tiny_input)
+    asymlora.save_adapter(net, tmp_path)
+    text = (tmp_path / CONFIG_NAME).read_text()
+    meta = json.loads(text)
+    assert "\n" not in text.strip() and ", " not in text  # one line, no padding
+    entry = meta["layers"]["proj"]
+    assert set(entry["A"]) == {"seed", "stored", "fingerprint"}  # init / trainable come from the config
+    assert set(entry["B"]) == {"seed", "stored"}  # stored: covered by the file's sha256, no fingerprint
+    assert len(text) < 300 * len(meta["layers"]) + 1200  # a few hundred bytes per layer
+    filled = asymlora.checkpoint.read_meta(tmp_path)["layers"]["proj"]
+    assert filled["A"]["init"] == "orthogonal" and filled["A"]["trainable"] is False and filled["A"]["regenerable"]
+    # a file written with every field spelt out (format 1 as first released) loads the same
+    for e in meta["layers"].values():
+        for which, factor in (("A", "a"), ("B", "b")):
+            e[which].update(init=meta["config"][factor]["init"], trainable=meta["config"][factor]["trainable"],
+                            regenerable=True)
+    (tmp_path / CONFIG_NAME).write_text(json.dumps(meta, indent=2))
+    assert torch.equal(asymlora.load_adapter(_fresh(), tmp_path)(tiny_input), out)
+    del meta["layers"]["proj"]["B"]
+    (tmp_path / CONFIG_NAME).write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match="no entry for factor B"):
+        asymlora.load_adapter(_fresh(), tmp_path)
