@@ -47,7 +47,7 @@ def test_b_only_file_holds_b_and_the_head_only(tmp_path):
     assert layer_keys == {f"layers.{n}.lora_B" for n in ("conv", "proj", "mlp.0", "mlp.2")}
     assert {k for k in keys if k.startswith("train_modules.")} == {"train_modules.classifier.weight",
                                                                    "train_modules.classifier.bias"}
-    meta = json.loads((tmp_path / CONFIG_NAME).read_text())
+    meta = asymlora.checkpoint.read_meta(tmp_path)
     assert meta["layers"]["proj"]["A"]["stored"] is False and meta["layers"]["proj"]["A"]["seed"] > 0
 
 
@@ -161,16 +161,18 @@ def test_config_json_is_compact_and_old_verbose_entries_still_load(tmp_path, tin
     meta = json.loads(text)
     assert "\n" not in text.strip() and ", " not in text  # one line, no padding
     entry = meta["layers"]["proj"]
-    assert set(entry["A"]) == {"seed", "stored", "fingerprint"}  # init / trainable come from the config
-    assert set(entry["B"]) == {"seed", "stored"}  # stored: covered by the file's sha256, no fingerprint
-    assert len(text) < 300 * len(meta["layers"]) + 1200  # a few hundred bytes per layer
+    assert set(entry["A"]) == {"stored", "fingerprint"}  # init / trainable / seed follow from the config
+    assert set(entry["B"]) == {"stored"}  # stored: covered by the file's sha256, no fingerprint
+    assert len(text) < 200 * len(meta["layers"]) + 1200  # under 0.2 KiB per layer
     filled = asymlora.checkpoint.read_meta(tmp_path)["layers"]["proj"]
     assert filled["A"]["init"] == "orthogonal" and filled["A"]["trainable"] is False and filled["A"]["regenerable"]
+    assert filled["A"]["seed"] == net.proj.seeds["A"] and filled["B"]["seed"] == net.proj.seeds["B"]
     # a file written with every field spelt out (format 1 as first released) loads the same
-    for e in meta["layers"].values():
-        for which, factor in (("A", "a"), ("B", "b")):
-            e[which].update(init=meta["config"][factor]["init"], trainable=meta["config"][factor]["trainable"],
-                            regenerable=True)
+    full = asymlora.checkpoint.read_meta(tmp_path)
+    for name, e in meta["layers"].items():
+        for which in "AB":
+            e[which] = dict(full["layers"][name][which])
+        e["kind"], e["alpha"] = "linear", 6.0
     (tmp_path / CONFIG_NAME).write_text(json.dumps(meta, indent=2))
     assert torch.equal(asymlora.load_adapter(_fresh(), tmp_path)(tiny_input), out)
     del meta["layers"]["proj"]["B"]

@@ -29,7 +29,7 @@ from safetensors.torch import load_file, save_file
 
 from .atomic import atomic_write, atomic_write_json, sha256_file
 from .config import AdapterConfig
-from .init import fingerprint, fingerprints_match, init_factor
+from .init import factor_seed, fingerprint, fingerprints_match, init_factor
 from .inject import adapted_layers, get_config, get_train_modules, inject, unload
 from .layers import AdaptedLayer
 
@@ -66,19 +66,22 @@ def save_adapter(model: nn.Module, path: str | os.PathLike, *, store_frozen: boo
     tensors: dict[str, torch.Tensor] = {}
     layers: dict[str, Any] = {}
     for name, layer in adapted_layers(model):
-        # Only what the config does not already say: the factor's init and trainability are the config's
-        # (read_meta fills them in), "regenerable" is written only when false (a stored factor that no
-        # longer equals its init). About 0.2 KiB per layer.
-        entry: dict[str, Any] = {"kind": layer.kind, "d_in": layer.d_in, "d_out": layer.d_out,
-                                 "rank": layer.rank, "scale": layer.scale}
+        # Only what the config does not already say (read_meta fills the rest in): the factor's init and
+        # trainability are the config's, its seed is factor_seed(config seed, layer, factor) unless it
+        # differs, "regenerable" is written only when false (a stored factor that no longer equals its
+        # init). About 0.15 KiB per layer.
+        entry: dict[str, Any] = {"d_in": layer.d_in, "d_out": layer.d_out, "rank": layer.rank,
+                                 "scale": layer.scale}
         for which in "AB":
             value = getattr(layer, f"lora_{which}")
             stored = _must_store(layer, which, store_frozen)
-            entry[which] = {"seed": layer.seeds[which], "stored": stored}
+            entry[which] = {"stored": stored}
+            if layer.seeds[which] != factor_seed(config.seed, name, which):
+                entry[which]["seed"] = layer.seeds[which]
             if layer.factor_origin[which] != "init":
                 entry[which]["regenerable"] = False
             if not stored:  # a stored factor is covered by the file's sha256; a regenerated one needs this
-                entry[which]["fingerprint"] = [float(f"{v:.8g}") for v in fingerprint(value)]
+                entry[which]["fingerprint"] = [float(f"{v:.7g}") for v in fingerprint(value)]
             else:
                 tensors[f"layers.{name}.lora_{which}"] = value.detach().to("cpu").contiguous()
         layers[name] = entry
@@ -116,7 +119,7 @@ def read_meta(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def _fill_layer_defaults(meta: dict[str, Any], cfg_file: Path) -> None:
-    """Give every layer's factor entry its ``init``, ``trainable`` (from the config) and ``regenerable``."""
+    """Give every layer's factor entry its ``seed``, ``init``, ``trainable`` (from the config) and ``regenerable``."""
     config = meta.get("config")
     layers = meta.get("layers")
     if not isinstance(config, dict) or not isinstance(layers, dict):
@@ -127,6 +130,8 @@ def _fill_layer_defaults(meta: dict[str, Any], cfg_file: Path) -> None:
             factor = config.get(which.lower())
             if not isinstance(info, dict) or not isinstance(factor, dict):
                 raise CheckpointError(f"{cfg_file}: layer {name!r} has no entry for factor {which}; re-save the adapter")
+            if "seed" not in info:
+                info["seed"] = factor_seed(int(config.get("seed", 0)), name, which)
             info.setdefault("init", factor.get("init"))
             info.setdefault("trainable", factor.get("trainable"))
             info.setdefault("regenerable", True)
