@@ -73,7 +73,8 @@ def test_regenerated_factor_mismatch_is_a_clear_error(tmp_path):
     net = _trained("b-only")
     asymlora.save_adapter(net, tmp_path)
     meta = json.loads((tmp_path / CONFIG_NAME).read_text())
-    meta["layers"]["proj"]["A"]["fingerprint"][0] += 1.0  # as if another platform drew another matrix
+    group = next(g for g in meta["layer_groups"] if g["name"] == "proj")
+    group["A"]["fingerprint"][0] += 1.0  # as if another platform drew another matrix
     (tmp_path / CONFIG_NAME).write_text(json.dumps(meta))
     with pytest.raises(CheckpointError, match=r"proj: the frozen factor A .*store_frozen=True"):
         asymlora.load_adapter(_fresh(), tmp_path)
@@ -153,29 +154,69 @@ def test_read_factors_needs_the_base_for_svd(tmp_path):
     assert torch.allclose(factors["proj"][0], net.proj.lora_A, atol=1e-6)
 
 
-def test_config_json_is_compact_and_old_verbose_entries_still_load(tmp_path, tiny_input):
+def test_config_json_groups_alike_layers_and_format_1_files_still_load(tmp_path, tiny_input):
     net = _trained("b-only")
     out = net(tiny_input)
     asymlora.save_adapter(net, tmp_path)
     text = (tmp_path / CONFIG_NAME).read_text()
     meta = json.loads(text)
     assert "\n" not in text.strip() and ", " not in text  # one line, no padding
-    entry = meta["layers"]["proj"]
-    assert set(entry["A"]) == {"stored", "fingerprint"}  # init / trainable / seed follow from the config
-    assert set(entry["B"]) == {"stored"}  # stored: covered by the file's sha256, no fingerprint
-    assert len(text) < 200 * len(meta["layers"]) + 1200  # under 0.2 KiB per layer
-    filled = asymlora.checkpoint.read_meta(tmp_path)["layers"]["proj"]
-    assert filled["A"]["init"] == "orthogonal" and filled["A"]["trainable"] is False and filled["A"]["regenerable"]
-    assert filled["A"]["seed"] == net.proj.seeds["A"] and filled["B"]["seed"] == net.proj.seeds["B"]
-    # a file written with every field spelt out (format 1 as first released) loads the same
-    full = asymlora.checkpoint.read_meta(tmp_path)
-    for name, e in meta["layers"].items():
+    assert meta["format_version"] == 2 and "layers" not in meta
+    group = next(g for g in meta["layer_groups"] if g["name"] == "proj")
+    assert set(group["A"]) == {"stored", "fingerprint"}  # init / trainable / seed follow from the config
+    assert set(group["B"]) == {"stored"}  # stored: covered by the file's sha256, no fingerprint
+    filled = asymlora.checkpoint.read_meta(tmp_path)
+    assert set(filled["layers"]) == {"conv", "proj", "mlp.0", "mlp.2"}
+    entry = filled["layers"]["proj"]
+    assert entry["A"]["init"] == "orthogonal" and entry["A"]["trainable"] is False and entry["A"]["regenerable"]
+    assert entry["A"]["seed"] == net.proj.seeds["A"] and entry["B"]["seed"] == net.proj.seeds["B"]
+    # format 1 (one entry per layer, every field spelt out, a fingerprint per regenerated factor) loads the same
+    v1 = {k: v for k, v in meta.items() if k != "layer_groups"}
+    v1["format_version"] = 1
+    v1["layers"] = {}
+    for name, layer in asymlora.adapted_layers(net):
+        e = {k: filled["layers"][name][k] for k in ("d_in", "d_out", "rank", "scale")}
         for which in "AB":
-            e[which] = dict(full["layers"][name][which])
+            e[which] = dict(filled["layers"][name][which])
+        e["A"]["fingerprint"] = asymlora.init.fingerprint(layer.lora_A)
         e["kind"], e["alpha"] = "linear", 6.0
-    (tmp_path / CONFIG_NAME).write_text(json.dumps(meta, indent=2))
+        v1["layers"][name] = e
+    (tmp_path / CONFIG_NAME).write_text(json.dumps(v1, indent=2))
     assert torch.equal(asymlora.load_adapter(_fresh(), tmp_path)(tiny_input), out)
-    del meta["layers"]["proj"]["B"]
-    (tmp_path / CONFIG_NAME).write_text(json.dumps(meta))
+    v1["layers"]["proj"]["A"]["fingerprint"][1] -= 1.0
+    (tmp_path / CONFIG_NAME).write_text(json.dumps(v1))
+    with pytest.raises(CheckpointError, match=r"^proj: the frozen factor A"):
+        asymlora.load_adapter(_fresh(), tmp_path)
+    del v1["layers"]["proj"]["B"]
+    (tmp_path / CONFIG_NAME).write_text(json.dumps(v1))
     with pytest.raises(CheckpointError, match="no entry for factor B"):
         asymlora.load_adapter(_fresh(), tmp_path)
+    meta["layer_groups"][0]["index"] = 17
+    (tmp_path / CONFIG_NAME).write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match="layer group index"):
+        asymlora.load_adapter(_fresh(), tmp_path)
+
+
+def test_many_alike_layers_cost_one_group_entry(tmp_path):
+    """A 30-block stack writes one group per module name, so the config does not grow with depth."""
+    sizes = {}
+    for depth in (3, 30):
+        net = _stack(depth)
+        asymlora.inject(net, asymlora.AdapterConfig.preset("b-only", rank=2, targets="all-linear"))
+        with torch.no_grad():
+            for _, layer in asymlora.adapted_layers(net):
+                layer.lora_B.normal_()
+        asymlora.save_adapter(net, tmp_path / str(depth))
+        meta = json.loads((tmp_path / str(depth) / CONFIG_NAME).read_text())
+        assert [g["name"] for g in meta["layer_groups"]] == ["{}.0", "{}.2", "{}.3"]
+        assert meta["layer_groups"][0]["index"] == f"0-{depth - 1}"
+        sizes[depth] = (tmp_path / str(depth) / CONFIG_NAME).stat().st_size
+        x = torch.randn(3, 16)
+        assert torch.equal(asymlora.load_adapter(_stack(depth), tmp_path / str(depth))(x), net(x))
+    assert sizes[30] - sizes[3] < 40  # only the range's digits and the summed fingerprints' width change
+
+
+def _stack(depth):
+    torch.manual_seed(0)
+    return nn.Sequential(*[nn.Sequential(nn.Linear(16, 16), nn.ReLU(), nn.Linear(16, 8), nn.Linear(8, 16))
+                           for _ in range(depth)])

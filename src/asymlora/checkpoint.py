@@ -2,9 +2,11 @@
 
 A checkpoint is a folder with
 
-* ``adapter_config.json``: the :class:`~asymlora.config.AdapterConfig`, the train-module names, and per
-  layer its shapes, rank, scale and, for each factor, whether it is stored or regenerated, its seed
-  and a fingerprint; plus the sha256 of the tensor file and the library versions that wrote it.
+* ``adapter_config.json``: the :class:`~asymlora.config.AdapterConfig`, the train-module names, the
+  adapted layers as groups that share shapes, rank, scale and, per factor, whether it is stored or
+  regenerated (:mod:`asymlora.layer_groups`; a factor's seed and init follow from the config), with a
+  summed fingerprint of each group's regenerated factors; plus the sha256 of the tensor file and the
+  library versions that wrote it. Format 1 (one entry per layer) is still read.
 * ``adapter.safetensors``: the stored factors (``layers.<name>.lora_A|lora_B``) and the parameters
   of the train modules (``train_modules.<param name>``).
 
@@ -31,12 +33,13 @@ from .atomic import atomic_write, atomic_write_json, sha256_file
 from .config import AdapterConfig
 from .init import factor_seed, fingerprint, fingerprints_match, init_factor
 from .inject import adapted_layers, get_config, get_train_modules, inject, unload
+from .layer_groups import checks_from_layers, expand_groups, group_layers, sum_fingerprints
 from .layers import AdaptedLayer
 
 CONFIG_NAME = "adapter_config.json"
 WEIGHTS_NAME = "adapter.safetensors"
 FORMAT = "asymlora-adapter"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: layers written as groups (layer_groups); 1: one entry per layer
 
 
 class CheckpointError(ValueError):
@@ -69,7 +72,7 @@ def save_adapter(model: nn.Module, path: str | os.PathLike, *, store_frozen: boo
         # Only what the config does not already say (read_meta fills the rest in): the factor's init and
         # trainability are the config's, its seed is factor_seed(config seed, layer, factor) unless it
         # differs, "regenerable" is written only when false (a stored factor that no longer equals its
-        # init). About 0.15 KiB per layer.
+        # init). The entries are then written as groups of alike layers (layer_groups).
         entry: dict[str, Any] = {"d_in": layer.d_in, "d_out": layer.d_out, "rank": layer.rank,
                                  "scale": layer.scale}
         for which in "AB":
@@ -81,7 +84,7 @@ def save_adapter(model: nn.Module, path: str | os.PathLike, *, store_frozen: boo
             if layer.factor_origin[which] != "init":
                 entry[which]["regenerable"] = False
             if not stored:  # a stored factor is covered by the file's sha256; a regenerated one needs this
-                entry[which]["fingerprint"] = [float(f"{v:.7g}") for v in fingerprint(value)]
+                entry[which]["fingerprint"] = fingerprint(value)
             else:
                 tensors[f"layers.{name}.lora_{which}"] = value.detach().to("cpu").contiguous()
         layers[name] = entry
@@ -92,9 +95,9 @@ def save_adapter(model: nn.Module, path: str | os.PathLike, *, store_frozen: boo
     weights = path / WEIGHTS_NAME
     atomic_write(weights, lambda tmp: save_file(tensors, tmp, metadata={"format": FORMAT}))
     meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "config": config.to_dict(),
-            "notation": config.notation, "train_modules": list(train_modules), "layers": layers,
+            "notation": config.notation, "train_modules": list(train_modules), "layer_groups": group_layers(layers),
             "weights_sha256": sha256_file(weights), "created_by": _versions(), "extra": extra or {}}
-    atomic_write_json(path / CONFIG_NAME, meta, compact=True)  # ~0.2 KiB per adapted layer
+    atomic_write_json(path / CONFIG_NAME, meta, compact=True)  # ~0.2 KiB per group of alike layers
     return path
 
 
@@ -114,8 +117,35 @@ def read_meta(path: str | os.PathLike) -> dict[str, Any]:
     if meta.get("format_version", 0) > FORMAT_VERSION:
         raise CheckpointError(f"{cfg_file} has format version {meta['format_version']}, newer than this "
                               f"asymlora reads ({FORMAT_VERSION}); upgrade asymlora")
+    if meta.get("format_version", 0) >= 2:
+        try:
+            meta["layers"], meta["fingerprint_checks"] = expand_groups(meta.get("layer_groups") or [])
+        except ValueError as err:
+            raise CheckpointError(f"{cfg_file}: {err}; re-save the adapter") from None
+    elif isinstance(meta.get("layers"), dict):
+        meta["fingerprint_checks"] = checks_from_layers(meta["layers"])
     _fill_layer_defaults(meta, cfg_file)
     return meta
+
+
+def check_regenerated(meta: dict[str, Any], factor_of) -> None:
+    """Check every regenerated frozen factor against the fingerprints saved with it.
+
+    ``factor_of(layer name, "A"|"B")`` gives the factor as regenerated here. A check covers one layer
+    (format 1) or a group of alike layers, whose fingerprints are summed (format 2).
+    """
+    for check in meta.get("fingerprint_checks", []):
+        which = check["factor"]
+        actual = sum_fingerprints([fingerprint(factor_of(name, which)) for name in check["layers"]])
+        if not fingerprints_match(check["fingerprint"], actual):
+            init = meta["layers"][check["layers"][0]][which]["init"]
+            raise CheckpointError(
+                f"{check['label']}: the frozen factor {which} "
+                f"({'input projection' if which == 'A' else 'output projection'}, init {init!r}) regenerated from "
+                f"its seed here differs from the one the adapter was trained with (written by "
+                f"{_describe_versions(meta)}). The random generator or the base weights differ. To recover: "
+                "load it with the versions that wrote it and re-save with "
+                "asymlora.save_adapter(model, path, store_frozen=True), which stores the matrix itself.")
 
 
 def _fill_layer_defaults(meta: dict[str, Any], cfg_file: Path) -> None:
@@ -181,6 +211,7 @@ def _load_into(base_model: nn.Module, meta: dict[str, Any], tensors: dict[str, t
                               f"checkpoint: {extra[:5]}")
     for name, entry in saved.items():
         _load_layer(layers[name], entry, tensors, path)
+    check_regenerated(meta, lambda name, which: getattr(layers[name], f"lora_{which}"))
     params = dict(base_model.named_parameters())
     for key, value in tensors.items():
         if not key.startswith("train_modules."):
@@ -215,21 +246,11 @@ def _load_layer(layer: AdaptedLayer, entry: dict[str, Any], tensors: dict[str, t
             layer.set_factor(which, value)
             if info.get("regenerable", True) and fingerprints_match(fingerprint(value), regenerated):
                 layer.factor_origin[which] = "init"
-        elif not fingerprints_match(info["fingerprint"], fingerprint(current)):
-            raise CheckpointError(
-                f"{name}: the frozen factor {which} ({'input projection' if which == 'A' else 'output projection'}, "
-                f"init {info['init']!r}) regenerated from its seed here differs from the one the adapter was "
-                f"trained with (written by {_describe_versions(path)}). The random generator or the base "
-                "weights differ. To recover: load it with the versions that wrote it and re-save with "
-                "asymlora.save_adapter(model, path, store_frozen=True), which stores the matrix itself.")
 
 
-def _describe_versions(path) -> str:
-    try:
-        v = read_meta(path).get("created_by", {})
-        return ", ".join(f"{k} {v[k]}" for k in sorted(v))
-    except CheckpointError:
-        return "unknown versions"
+def _describe_versions(meta: dict[str, Any]) -> str:
+    v = meta.get("created_by") or {}
+    return ", ".join(f"{k} {v[k]}" for k in sorted(v)) if isinstance(v, dict) and v else "unknown versions"
 
 
 def read_factors(path: str | os.PathLike, base_model: nn.Module | None = None) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
@@ -267,12 +288,9 @@ def read_factors(path: str | os.PathLike, base_model: nn.Module | None = None) -
                                           "base model: read_factors(path, base_model=...), or --base-model "
                                           "on the command line")
                 w0 = _matrix_weight(modules[name])
-            value = init_factor(info["init"], which, shape, seed=info["seed"], base_weight=w0)
-            if not fingerprints_match(info["fingerprint"], fingerprint(value)):
-                raise CheckpointError(f"{name}: regenerated factor {which} does not match its fingerprint; "
-                                      "re-save the adapter with store_frozen=True")
-            pair.append(value.float())
+            pair.append(init_factor(info["init"], which, shape, seed=info["seed"], base_weight=w0).float())
         out[name] = (pair[0], pair[1])
+    check_regenerated(meta, lambda name, which: out[name][0 if which == "A" else 1])
     return out
 
 

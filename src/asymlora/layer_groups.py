@@ -1,0 +1,158 @@
+"""The per-layer table of a checkpoint, written as a few groups of layers that share one entry.
+
+A model's adapted layers repeat: SmolLM2-135M's 210 adapted layers are 7 module names
+(``model.layers.{}.self_attn.q_proj`` …) times 30 block indices, and within each of those 7 the shapes,
+rank, scale and storage are the same. Writing one entry per layer costs about 0.18 KiB each (38 KiB
+for SmolLM2, 0.8 % of a B-only file); writing one entry per group costs a few hundred bytes in all.
+
+A group is ``{"name": template, "index": ranges, <the shared entry>}``: the template is a layer name
+whose all-digit dotted parts are replaced by ``{}``, and ``index`` lists the integer tuples that fill
+it, run-length coded as ``"0-29"`` (one slot) or ``[[0, 1], [0, 2], …]`` (several slots).
+
+A frozen factor that is regenerated from its seed is checked against a fingerprint
+(:func:`asymlora.init.fingerprint`, a linear function of the matrix plus its norm). A group stores the
+sum of its layers' fingerprints: one changed matrix moves that sum by O(its norm), while round-off moves
+it by ~1e-7 per layer, so a group sum detects what per-layer fingerprints detect, naming the group
+rather than the layer.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any, Iterable
+
+_DIGITS = re.compile(r"^\d+$")
+
+
+def split_name(name: str, variable: set[int] | None = None) -> tuple[str, tuple[int, ...]]:
+    """``"model.layers.12.mlp.up_proj"`` → ``("model.layers.{}.mlp.up_proj", (12,))``.
+
+    ``variable``: which all-digit parts (0 = the first) become slots; the others stay in the template.
+    """
+    template, slots, k = [], [], 0
+    for part in name.split("."):
+        if _DIGITS.match(part):
+            if variable is None or k in variable:
+                template.append("{}")
+                slots.append(int(part))
+            else:
+                template.append(part)
+            k += 1
+        else:
+            template.append(part.replace("{", "{{").replace("}", "}}"))
+    return ".".join(template), tuple(slots)
+
+
+def join_name(template: str, slots: tuple[int, ...]) -> str:
+    return template.format(*slots)
+
+
+def encode_index(slots: list[tuple[int, ...]]) -> Any:
+    """Sorted index tuples → ``"0-5,7"`` when each has one slot, ``[]`` when none, else a list of lists."""
+    if not slots or not slots[0]:
+        return []
+    if len(slots[0]) > 1:
+        return [list(s) for s in slots]
+    values = sorted(s[0] for s in slots)
+    runs, start, prev = [], values[0], values[0]
+    for v in values[1:] + [None]:
+        if v is not None and v == prev + 1:
+            prev = v
+            continue
+        runs.append(str(start) if start == prev else f"{start}-{prev}")
+        if v is not None:
+            start = prev = v
+    return ",".join(runs)
+
+
+def decode_index(index: Any) -> list[tuple[int, ...]]:
+    """The inverse of :func:`encode_index`; raises ``ValueError`` on a malformed index."""
+    if isinstance(index, list):
+        if not index:
+            return [()]
+        return [tuple(int(v) for v in item) for item in index]
+    if not isinstance(index, str):
+        raise ValueError(f"layer group index {index!r} is neither a range string nor a list")
+    out: list[tuple[int, ...]] = []
+    for run in index.split(","):
+        lo, _, hi = run.partition("-")
+        out.extend((v,) for v in range(int(lo), int(hi or lo) + 1))
+    return out
+
+
+def _shared_part(entry: dict[str, Any]) -> dict[str, Any]:
+    """A layer entry without its per-layer fingerprints (they are summed per group instead)."""
+    shared = {k: v for k, v in entry.items() if k not in "AB"}
+    for which in "AB":
+        shared[which] = {k: v for k, v in entry[which].items() if k != "fingerprint"}
+    return shared
+
+
+def group_layers(entries: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per-layer entries (each factor may carry a ``fingerprint`` list) → groups, in first-seen order."""
+    groups: dict[tuple[str, str], dict[str, Any]] = {}
+    for name, entry in entries.items():
+        template, _ = split_name(name)
+        shared = _shared_part(entry)
+        key = (template, json.dumps(shared, sort_keys=True))
+        group = groups.setdefault(key, {"names": [], **shared})
+        group["names"].append(name)
+        for which in "AB":
+            fp = entry[which].get("fingerprint")
+            if fp is not None:
+                total = group[which].setdefault("fingerprint", [0.0] * len(fp))
+                group[which]["fingerprint"] = [t + v for t, v in zip(total, fp)]
+    out = []
+    for group in groups.values():
+        names = group.pop("names")
+        slots = [split_name(n)[1] for n in names]
+        # digit parts equal across the group stay in the name: Sequential "0.2", "1.2", … → "{}.2"
+        variable = {i for i in range(len(slots[0])) if len({s[i] for s in slots}) > 1}
+        group["name"] = split_name(names[0], variable)[0]
+        slots = [split_name(n, variable)[1] for n in names]
+        for which in "AB":
+            if "fingerprint" in group[which]:
+                group[which]["fingerprint"] = [float(f"{v:.9g}") for v in group[which]["fingerprint"]]
+        out.append({"name": group.pop("name"), "index": encode_index(slots), **group})
+    return out
+
+
+def expand_groups(groups: Iterable[dict[str, Any]]) -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]]]:
+    """Groups → (``{layer name: entry}`` without fingerprints, fingerprint checks).
+
+    Each check is ``{"factor": "A"|"B", "layers": [names], "fingerprint": summed list, "label": str}``.
+    Raises ``ValueError`` (with the group) when a group is malformed.
+    """
+    layers: dict[str, dict[str, Any]] = {}
+    checks: list[dict[str, Any]] = []
+    for group in groups:
+        if not isinstance(group, dict) or not isinstance(group.get("name"), str) or "index" not in group:
+            raise ValueError(f"malformed layer group {str(group)[:120]!r}")
+        names = [join_name(group["name"], slots) for slots in decode_index(group["index"])]
+        shared = {k: v for k, v in group.items() if k not in ("name", "index")}
+        for which in "AB":
+            info = shared.get(which)
+            if not isinstance(info, dict):
+                raise ValueError(f"layer group {group['name']!r} has no entry for factor {which}")
+            if "fingerprint" in info:
+                checks.append({"factor": which, "layers": names, "fingerprint": info["fingerprint"],
+                               "label": f"{group['name']} [{group['index']}]" if len(names) > 1 else names[0]})
+        for name in names:
+            if name in layers:
+                raise ValueError(f"layer {name!r} appears in two layer groups")
+            layers[name] = {k: (dict(v) if k in "AB" else v) for k, v in shared.items()}
+            for which in "AB":
+                layers[name][which].pop("fingerprint", None)
+    return layers, checks
+
+
+def checks_from_layers(entries: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """Format-1 per-layer fingerprints as one-layer checks (the entries keep their fingerprints)."""
+    return [{"factor": which, "layers": [name], "fingerprint": entry[which]["fingerprint"], "label": name}
+            for name, entry in entries.items() for which in "AB"
+            if isinstance(entry.get(which), dict) and "fingerprint" in entry[which]]
+
+
+def sum_fingerprints(fingerprints: list[list[float]]) -> list[float]:
+    return [sum(values) for values in zip(*fingerprints)]
