@@ -155,7 +155,7 @@ def test_run_writes_the_run_folder_and_the_reloaded_adapter_gives_the_reported_t
     assert result["adapter_bytes"] == (rd / "adapter" / "adapter.safetensors").stat().st_size
     assert set(result["test_extra"]) == {"shifted"}
     # the frozen A is not in the file: only B and the head
-    meta = json.loads((rd / "adapter" / "adapter_config.json").read_text())
+    meta = asymlora.checkpoint.read_meta(rd / "adapter")
     assert all(not layer["A"]["stored"] and layer["B"]["stored"] for layer in meta["layers"].values())
     # the saved adapter, loaded onto a fresh base, gives exactly the reported test metrics
     base, tok = loader(s, task)
