@@ -352,7 +352,7 @@ def test_grid_keep_going_records_failures(task, tmp_path):
 
 # --- the report ---------------------------------------------------------------------------------------
 def fake_result(root: Path, task: str, method: str, rank, seed: int, value: float, metric="accuracy", lr=1e-3,
-                params=100, extra=None):
+                params=100, extra=None, candidates=None):
     s = RunSpec(task=task, model="m", method=method, rank=rank, seed=seed)
     d = root / s.relpath()
     d.mkdir(parents=True)
@@ -361,7 +361,7 @@ def fake_result(root: Path, task: str, method: str, rank, seed: int, value: floa
     r = {"task": task, "task_label": task, "model": "m", "method": method, "rank": s.rank, "seed": seed,
          "display": s.display, "primary_metric": metric, "lr": lr, "val": {metric: value}, "test": {metric: value},
          "test_extra": extra or {}, "trainable_params": params, "total_params": 10_000, "adapter_bytes": 4 * params,
-         "train_seconds": 1.5, "selected_epoch": 3, "epochs": 3}
+         "train_seconds": 1.5, "selected_epoch": 3, "epochs": 3, "lr_candidates": candidates or [lr]}
     (d / "result.json").write_text(json.dumps(r))
 
 
@@ -373,6 +373,7 @@ def test_report_mean_std_table_layout_csv_and_plots(tmp_path):
         for task_name, vals in per_task.items():
             for seed, v in enumerate(vals):
                 fake_result(tmp_path, task_name, method, rank, seed, v, lr=[1e-3, 1e-3, 3e-3][seed],
+                            candidates=[1e-3, 3e-3],
                             extra={"tweets": {"accuracy": v - 0.1}} if task_name == "sentiment" else None)
     paths = write_report(tmp_path, tmp_path / "rep")
     rows = {(r["method"], r["rank"]): r for r in csv.DictReader(paths["csv"].open())}
@@ -411,6 +412,23 @@ def test_report_marks_cells_with_fewer_than_three_seeds_and_errors(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ReportError, match="no finished runs"):
         write_report(tmp_path / "empty")
+
+
+def test_report_accepts_a_sweep_on_the_first_seed_reused_by_the_others(tmp_path):
+    fake_result(tmp_path, "trec", "b-only", 8, 0, 0.9, lr=3e-3, candidates=[1e-3, 3e-3])
+    for seed in (1, 2):
+        fake_result(tmp_path, "trec", "b-only", 8, seed, 0.8, lr=3e-3)
+    (table,) = build_tables(collect(tmp_path))
+    assert table.cell(("b-only", 8), "trec").tuned_on_seed == 0
+    md = write_report(tmp_path, plots=False)["markdown"].read_text()
+    assert "0.003 † [0.001, 0.003]" in md and "--tune-on-first-seed" in md
+    # a later seed that trained at a rate the first seed did not choose is another configuration
+    fake_result(tmp_path / "other", "trec", "b-only", 8, 0, 0.9, lr=3e-3, candidates=[1e-3, 3e-3])
+    fake_result(tmp_path / "other", "trec", "b-only", 8, 1, 0.8, lr=1e-3)
+    from asymlora.experiments import ReportError
+
+    with pytest.raises(ReportError, match="lrs: 0.001 / 0.001, 0.003"):
+        build_tables(collect(tmp_path / "other"))
 
 
 def test_report_refuses_to_average_runs_with_different_settings(task, loader, tmp_path):

@@ -83,6 +83,8 @@ class Cell:
     metric: str = ""
     settings: dict[str, Any] | None = None  # the run settings shared by the cell's seeds
     first_dir: str = ""
+    candidates: list[tuple[float, ...]] = field(default_factory=list)  # each run's lr sweep
+    tuned_on_seed: int | None = None  # grid --tune-on-first-seed: the seed whose sweep chose the lr
 
     @property
     def n(self) -> int:
@@ -148,6 +150,7 @@ def build_tables(results: Iterable[dict[str, Any]]) -> list[Table]:
             c.values.append(float(r["test"].get(metric, math.nan)))
             c.seeds.append(r["seed"])
             c.lrs.append(r["lr"])
+            c.candidates.append(tuple(float(v) for v in (r.get("lr_candidates") or [r["lr"]])))
             c.params.append(int(r["trainable_params"]))
             c.base_params.append(int(r.get("total_params") or 0))
             c.adapter_bytes.append(int(r.get("adapter_bytes") or 0))
@@ -155,14 +158,33 @@ def build_tables(results: Iterable[dict[str, Any]]) -> list[Table]:
             for name, m in (r.get("test_extra") or {}).items():
                 c.extra[name].append(float(m.get(metric, math.nan)))
             c.curves.append(r.get("_curve") or [])
+        for (row, task), c in cells.items():
+            _check_lr_protocol(c, row_label(row), task)
         rows = sorted({row for row, _ in cells}, key=_row_key)
         tasks = sorted({t for _, t in cells}, key=lambda t: (TASK_ORDER.index(t) if t in TASK_ORDER else 99, t))
         tables.append(Table(model, rows, tasks, cells, metrics))
     return tables
 
 
-# Settings that may differ between the seeds of one cell.
-PER_RUN = frozenset({"seed", "checkpoint_every", "eval_batch_size"})
+# Settings that may differ between the seeds of one cell (the lr candidates are checked on their own).
+PER_RUN = frozenset({"seed", "checkpoint_every", "eval_batch_size", "lrs", "sweep"})
+
+
+def _check_lr_protocol(c: Cell, label: str, task: str) -> None:
+    """The seeds of a cell either swept the same learning rates each, or (``grid --tune-on-first-seed``)
+    the first seed swept them and every other seed trained once at the rate that sweep chose."""
+    if len(set(c.candidates)) <= 1:
+        return
+    first = c.seeds.index(min(c.seeds))
+    chosen = c.lrs[first]
+    if len(c.candidates[first]) > 1 and all(
+            i == first or c.candidates[i] == (chosen,) for i in range(len(c.seeds))):
+        c.tuned_on_seed = c.seeds[first]
+        return
+    sweeps = sorted({", ".join(f"{v:g}" for v in cand) for cand in c.candidates})
+    raise ReportError(f"{label} on {task} has runs with different settings (lrs: {' / '.join(sweeps)}) that are "
+                      "not one sweep on the first seed reused by the others; report one configuration per "
+                      "results folder")
 
 
 def _settings(r: dict[str, Any]) -> dict[str, Any] | None:
@@ -212,6 +234,13 @@ def _lr_text(lrs: Sequence[float]) -> str:
     return ", ".join(f"{lr:g}" + (f" ×{k}" if k > 1 else "") for lr, k in sorted(counts.items()))
 
 
+def _lr_cell_text(c: Cell) -> str:
+    if c.tuned_on_seed is None:
+        return _lr_text(c.lrs)
+    swept = c.candidates[c.seeds.index(c.tuned_on_seed)]
+    return f"{c.lrs[0]:g} † [{', '.join(f'{v:g}' for v in swept)}]"
+
+
 def markdown(table: Table) -> str:
     metric_names = ", ".join(f"{t}: {table.metrics[t]}" for t in table.tasks)
     head = ["Method", "# Trainable", *table.tasks, "Avg."]
@@ -230,8 +259,11 @@ def markdown(table: Table) -> str:
     lines += ["", "Learning rate chosen on the validation split (per seed):", "",
               "| Method | " + " | ".join(table.tasks) + " |", "|---|" + "---|" * len(table.tasks)]
     for row in table.rows:
-        lines.append("| " + " | ".join([row_label(row)] + [_lr_text(c.lrs) if (c := table.cell(row, t)) else "—"
+        lines.append("| " + " | ".join([row_label(row)] + [_lr_cell_text(c) if (c := table.cell(row, t)) else "—"
                                                             for t in table.tasks]) + " |")
+    if any(c.tuned_on_seed is not None for c in table.cells.values()):
+        lines += ["", "† swept on the first seed only (candidates in brackets); the other seeds trained once "
+                      "at the rate it chose (`asymlora grid --tune-on-first-seed`)."]
     extra_cols = sorted({(t, name) for (row, t), c in table.cells.items() for name in c.extra})
     if extra_cols:
         lines += ["", "Out-of-domain test sets (same model, evaluated once with the test split):", "",
