@@ -372,6 +372,8 @@ def plot(tables: Sequence[Table], bars_path: Path, curves_path: Path) -> None:
 
         width = max(7.0, 3.6 * n)
         fig, axes = plt.subplots(2, n, figsize=(width, 6.5), squeeze=False)
+        colors = row_colors(table)  # one colour per method in every panel, whichever tasks it ran on
+        legend: dict[str, Any] = {}
         for j, task in enumerate(table.tasks):
             for row in table.rows:
                 c = table.cell(row, task)
@@ -381,13 +383,16 @@ def plot(tables: Sequence[Table], bars_path: Path, curves_path: Path) -> None:
                     series = _mean_curve(c.curves, key)
                     if series:
                         ax = axes[i][j]
-                        ax.plot(range(1, len(series) + 1), series, marker="o", ms=3, label=row_label(row))
+                        (line,) = ax.plot(range(1, len(series) + 1), series, marker="o", ms=3,
+                                          color=colors[row], label=row_label(row))
+                        legend.setdefault(row_label(row), line)
             for ax in (axes[0][j], axes[1][j]):
                 ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             axes[0][j].set_title(f"{task}: validation {table.metrics[task]}", fontsize=9)
             axes[1][j].set_title(f"{task}: train loss", fontsize=9)
             axes[1][j].set_xlabel("epoch")
-        handles, labels = axes[0][0].get_legend_handles_labels()
+        labels = [row_label(row) for row in table.rows if row_label(row) in legend]
+        handles = [legend[label] for label in labels]
         if handles:
             ncol = max(1, min(len(labels), int(width // 2.3)))
             rows = -(-len(labels) // ncol)
@@ -397,6 +402,11 @@ def plot(tables: Sequence[Table], bars_path: Path, curves_path: Path) -> None:
         fig.tight_layout(rect=(0, min(0.4, 0.035 * rows + 0.02), 1, 1))
         fig.savefig(curves_path, dpi=120)
         plt.close(fig)
+
+
+def row_colors(table: Table) -> dict[tuple[str, int | None], str]:
+    """A fixed matplotlib colour per row (method, rank), so a method has the same colour in every panel."""
+    return {row: f"C{k % 10}" for k, row in enumerate(table.rows)}
 
 
 def _mean_curve(curves: Sequence[list[dict[str, Any]]], key: str) -> list[float]:
