@@ -148,10 +148,12 @@ def expand_groups(groups: Iterable[dict[str, Any]]) -> tuple[dict[str, dict[str,
 
 
 def checks_from_layers(entries: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    """Format-1 per-layer fingerprints as one-layer checks (the entries keep their fingerprints)."""
+    """Format-1 per-layer fingerprints of regenerated (not stored) factors as one-layer checks; a stored
+    factor is covered by the tensor file's sha256, whatever fingerprint an early file wrote for it."""
     return [{"factor": which, "layers": [name], "fingerprint": entry[which]["fingerprint"], "label": name}
             for name, entry in entries.items() for which in "AB"
-            if isinstance(entry.get(which), dict) and "fingerprint" in entry[which]]
+            if isinstance(entry.get(which), dict) and "fingerprint" in entry[which]
+            and not entry[which].get("stored", False)]
 
 
 def sum_fingerprints(fingerprints: list[list[float]]) -> list[float]:
