@@ -83,7 +83,7 @@ def decode_index(index: Any) -> list[tuple[int, ...]]:
 
 def _shared_part(entry: dict[str, Any]) -> dict[str, Any]:
     """A layer entry without its per-layer fingerprints (they are summed per group instead)."""
-    shared = {k: v for k, v in entry.items() if k not in "AB"}
+    shared = {k: v for k, v in entry.items() if k not in ("A", "B")}
     for which in "AB":
         shared[which] = {k: v for k, v in entry[which].items() if k != "fingerprint"}
     return shared
@@ -96,24 +96,22 @@ def group_layers(entries: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
         template, _ = split_name(name)
         shared = _shared_part(entry)
         key = (template, json.dumps(shared, sort_keys=True))
-        group = groups.setdefault(key, {"names": [], **shared})
+        group = groups.setdefault(key, {"names": [], "fingerprints": {"A": [], "B": []}, **shared})
         group["names"].append(name)
         for which in "AB":
-            fp = entry[which].get("fingerprint")
-            if fp is not None:
-                total = group[which].setdefault("fingerprint", [0.0] * len(fp))
-                group[which]["fingerprint"] = [t + v for t, v in zip(total, fp)]
+            if entry[which].get("fingerprint") is not None:
+                group["fingerprints"][which].append(entry[which]["fingerprint"])
     out = []
     for group in groups.values():
         names = group.pop("names")
+        for which, fps in group.pop("fingerprints").items():
+            if fps:
+                group[which]["fingerprint"] = [float(f"{v:.9g}") for v in sum_fingerprints(fps)]
         slots = [split_name(n)[1] for n in names]
         # digit parts equal across the group stay in the name: Sequential "0.2", "1.2", … → "{}.2"
         variable = {i for i in range(len(slots[0])) if len({s[i] for s in slots}) > 1}
         group["name"] = split_name(names[0], variable)[0]
         slots = [split_name(n, variable)[1] for n in names]
-        for which in "AB":
-            if "fingerprint" in group[which]:
-                group[which]["fingerprint"] = [float(f"{v:.9g}") for v in group[which]["fingerprint"]]
         out.append({"name": group.pop("name"), "index": encode_index(slots), **group})
     return out
 
@@ -141,7 +139,7 @@ def expand_groups(groups: Iterable[dict[str, Any]]) -> tuple[dict[str, dict[str,
         for name in names:
             if name in layers:
                 raise ValueError(f"layer {name!r} appears in two layer groups")
-            layers[name] = {k: (dict(v) if k in "AB" else v) for k, v in shared.items()}
+            layers[name] = {k: (dict(v) if k in ("A", "B") else v) for k, v in shared.items()}
             for which in "AB":
                 layers[name][which].pop("fingerprint", None)
     return layers, checks
