@@ -23,6 +23,9 @@ def add_spec_options(p: argparse.ArgumentParser, *, grid: bool = False) -> None:
     """Options shared by ``run`` and ``grid`` (every default is None: RunSpec / the grid file decide)."""
     g = p.add_argument_group("model and data")
     g.add_argument("--model", help="built-in name (minilm [default], mpnet), a Hugging Face model folder, or a hub name")
+    g.add_argument("--pooling", choices=("model", "mean"),
+                   help="task head: the model's own (default; BERT reads [CLS] via its pooler) or a linear head on "
+                        "mean-pooled token states (the readout sentence-transformers models were trained for)")
     g.add_argument("--max-length", type=int, help="truncate inputs to this many tokens (default 64)")
     g.add_argument("--max-train-examples", type=int,
                    help="train on a fixed random subset of this size (same subset for every method and seed)")
@@ -65,7 +68,7 @@ def add_spec_options(p: argparse.ArgumentParser, *, grid: bool = False) -> None:
     x.add_argument("--list-methods", action="store_true", help="print the methods and exit")
 
 
-SPEC_KEYS = ("model", "max_length", "max_train_examples", "max_val_examples", "max_test_examples", "extra_tests",
+SPEC_KEYS = ("model", "pooling", "max_length", "max_train_examples", "max_val_examples", "max_test_examples", "extra_tests",
              "targets", "lrs", "sweep", "epochs", "batch_size", "eval_batch_size", "warmup_ratio", "weight_decay", "max_grad_norm", "select",
              "mixed_precision", "checkpoint_every")
 FILE_KEYS = ("text_column", "text_pair_column", "label_column", "split_column", "task_kind")

@@ -58,13 +58,27 @@ def resolve_adapter_dir(path: str | Path) -> Path:
                      f"(adapter/{CONFIG_NAME} inside)")
 
 
-def _load_base(name: str):
-    """The base model with the module names of a sequence-classification fine-tune (the head is irrelevant:
-    only the adapted layers' W0 are read)."""
+def _load_base(name: str, pooling: str = "model"):
+    """The base model with the module names of the runs' fine-tune (the head is irrelevant: only the
+    adapted layers' W0 are read, but their names depend on the head the runs used)."""
     from asymlora.models.registry import load_model
 
-    model, _ = load_model(name, num_labels=2)
+    model, _ = load_model(name, num_labels=2, pooling=pooling)
     return model
+
+
+def _runs_pooling(paths) -> str:
+    """The ``pooling`` setting recorded in the run folders' config.json ("model" when none records one)."""
+    found = set()
+    for p in paths:
+        try:
+            found.add(json.loads((Path(p) / "config.json").read_text())["spec"].get("pooling", "model"))
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    if len(found) > 1:
+        raise ValueError("the runs used different task heads (pooling " + " and ".join(sorted(found)) +
+                         "); compare runs of one head at a time")
+    return found.pop() if found else "model"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -82,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         dirs = [resolve_adapter_dir(p) for p in args.runs]
-        base = _load_base(args.base_model) if args.base_model else None
+        base = _load_base(args.base_model, _runs_pooling(args.runs)) if args.base_model else None
         result = compare_checkpoints(dirs, labels=labels, rtol=args.rtol, base_model=base)
     except (CheckpointError, ValueError, RuntimeError) as err:
         print(f"asymlora similarity: {err}", file=sys.stderr)

@@ -28,6 +28,7 @@ from typing import Any, Iterable, Sequence
 
 from asymlora.atomic import atomic_write_bytes
 from asymlora.experiments.methods import ORDER, get_method
+from asymlora.experiments.run import with_added_settings
 
 TASK_ORDER = ("sentiment", "sentiment-score", "trec", "trec-fine", "sms-spam", "sarcasm")
 UNIT_METRICS = frozenset({"accuracy", "f1", "macro_f1", "mcc", "pearson", "spearman"})
@@ -122,10 +123,15 @@ def scale(v: float, metric: str) -> float:
     return 100.0 * v if metric in UNIT_METRICS else v
 
 
+def model_name(result: dict[str, Any]) -> str:
+    """The model a result belongs to, with ``+mean-pool`` when it used the mean-pooling head."""
+    return str(result.get("model", "?")) + ("+mean-pool" if result.get("pooling") == "mean" else "")
+
+
 def build_tables(results: Iterable[dict[str, Any]]) -> list[Table]:
     by_model: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for r in results:
-        by_model[r.get("model", "?")].append(r)
+        by_model[model_name(r)].append(r)
     tables = []
     for model, rs in by_model.items():
         cells: dict[tuple, Cell] = {}
@@ -189,7 +195,7 @@ def _check_lr_protocol(c: Cell, label: str, task: str) -> None:
 
 def _settings(r: dict[str, Any]) -> dict[str, Any] | None:
     spec = r.get("spec")
-    return {k: v for k, v in spec.items() if k not in PER_RUN} if isinstance(spec, dict) else None
+    return {k: v for k, v in with_added_settings(spec).items() if k not in PER_RUN} if isinstance(spec, dict) else None
 
 
 def _row_key(row: tuple[str, int | None]) -> tuple:
@@ -311,9 +317,9 @@ def runs_csv(results: Sequence[dict[str, Any]]) -> str:
     w = csv.writer(buf)
     w.writerow(["model", "task", "method", "rank", "seed", "lr", "metric", "val", "test", "trainable_params",
                 "adapter_bytes", "train_seconds", "selected_epoch", "epochs", "run_dir"])
-    for r in sorted(results, key=lambda r: (r.get("model", ""), r["task"], _row_key((r["method"], r.get("rank"))), r["seed"])):
+    for r in sorted(results, key=lambda r: (model_name(r), r["task"], _row_key((r["method"], r.get("rank"))), r["seed"])):
         m = r["primary_metric"]
-        w.writerow([r.get("model"), r.get("task_label") or r["task"], r["method"], r.get("rank") or "", r["seed"],
+        w.writerow([model_name(r), r.get("task_label") or r["task"], r["method"], r.get("rank") or "", r["seed"],
                     r["lr"], m, _num(r["val"].get(m)), _num(r["test"].get(m)), r["trainable_params"],
                     r.get("adapter_bytes"), r.get("train_seconds"), r.get("selected_epoch"), r.get("epochs"),
                     r["_dir"]])

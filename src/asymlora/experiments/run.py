@@ -38,6 +38,13 @@ from asymlora.train.rundir import RunDir
 
 # Settings that do not change a run's numbers, ignored when comparing a folder's config.
 VOLATILE = frozenset({"checkpoint_every", "eval_batch_size"})
+# Settings added to RunSpec after run folders were first written, with the value an old folder had.
+ADDED_SETTINGS = {"pooling": "model"}
+
+
+def with_added_settings(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """A saved spec with the settings added since it was written filled in (old folders stay comparable)."""
+    return {**ADDED_SETTINGS, **spec}
 
 
 class RunConflict(RuntimeError):
@@ -112,6 +119,7 @@ class RunSpec:
     rank: int | None = 8
     seed: int = 0
     model: str = "minilm"
+    pooling: str = "model"  # "mean": a linear head on mean-pooled token states (asymlora.models.pooling)
     lrs: tuple[float, ...] = ()  # empty: the method's default lr, or its sweep when sweep=True
     sweep: bool = False
     epochs: int = 3
@@ -145,6 +153,10 @@ class RunSpec:
             raise ValueError(f"learning rates must be positive numbers, got {self.lrs}")
         if self.targets is not None:
             object.__setattr__(self, "targets", tuple(self.targets))
+        from asymlora.models.pooling import POOLINGS
+
+        if self.pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}, got {self.pooling!r}")
         object.__setattr__(self, "task_options", tuple(sorted((str(k), str(v)) for k, v in dict(self.task_options).items())))
         for name in ("max_train_examples", "max_val_examples", "max_test_examples"):
             v = getattr(self, name)
@@ -179,8 +191,13 @@ class RunSpec:
     def run_name(self) -> str:
         return f"{self.method}-r{self.rank}" if self.rank else self.method
 
+    @property
+    def model_id(self) -> str:
+        """The model as results name it: its label, plus ``+mean-pool`` with the mean-pooling head."""
+        return model_label(self.model) + ("+mean-pool" if self.pooling == "mean" else "")
+
     def relpath(self) -> Path:
-        return Path(slug(task_label(self.task))) / slug(model_label(self.model)) / self.run_name() / f"seed{self.seed}"
+        return Path(slug(task_label(self.task))) / slug(self.model_id) / self.run_name() / f"seed{self.seed}"
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -249,10 +266,10 @@ def default_model_loader(spec: RunSpec, task: Any):
 
     from asymlora.models import load_model
 
-    key = (spec.model, id(task), getattr(task, "num_labels", None), spec.seed)
+    key = (spec.model, spec.pooling, id(task), getattr(task, "num_labels", None), spec.seed)
     hit = _PRISTINE.get(key)
     if hit is None or hit[2] is not task:
-        model, tokenizer = load_model(spec.model, task, seed=spec.seed)
+        model, tokenizer = load_model(spec.model, task, seed=spec.seed, pooling=spec.pooling)
         _PRISTINE.clear()
         hit = _PRISTINE[key] = (model, tokenizer, task)
     return copy.deepcopy(hit[0]), hit[1]
@@ -305,7 +322,7 @@ def check_conflict(rd: RunDir, spec: RunSpec) -> None:
     saved = rd.read_config()
     if saved is None:
         return
-    old, new = comparable(saved.get("spec", {})), comparable(spec.to_dict())
+    old, new = comparable(with_added_settings(saved.get("spec", {}))), comparable(spec.to_dict())
     if old != new:
         diff = [f"{k}={old.get(k)!r} → {new.get(k)!r}" for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
         raise RunConflict(f"{rd.path} holds a run made with other settings ({'; '.join(diff[:6])}). "
@@ -367,7 +384,7 @@ def _run_locked(spec: RunSpec, rd: RunDir, acc, *, progress: bool, task: Any, mo
     test_seconds = time.monotonic() - t0
 
     result = {
-        "task": spec.task, "task_label": task_label(spec.task), "model": spec.model, "method": spec.method,
+        "task": spec.task, "task_label": task_label(spec.task), "model": spec.model, "pooling": spec.pooling, "method": spec.method,
         "display": spec.display, "notation": method.notation, "rank": spec.rank, "seed": spec.seed,
         "primary_metric": task.primary_metric, "higher_is_better": higher,
         "lr": chosen["lr"], "lr_candidates": [t["lr"] for t in trials],

@@ -109,18 +109,26 @@ def resolve_model(name_or_path: str | os.PathLike | None = None) -> tuple[str, b
 
 
 def load_model(name_or_path: str | os.PathLike | None = None, task: Any = None, *, num_labels: int | None = None,
-               kind: str | None = None, seed: int | None = None, **kwargs: Any) -> tuple[Any, Any]:
+               kind: str | None = None, seed: int | None = None, pooling: str = "model",
+               **kwargs: Any) -> tuple[Any, Any]:
     """(model, tokenizer) with a sequence-classification head for ``task`` (or ``num_labels``/``kind``).
 
-    ``seed`` makes the new head's initialisation reproducible without touching the global RNG.
-    Extra keyword arguments go to ``AutoModelForSequenceClassification.from_pretrained``.
+    ``pooling="model"`` uses the model's own head (``AutoModelForSequenceClassification``: BERT reads
+    [CLS] through its pooler); ``pooling="mean"`` puts a linear head on the mean of the token states
+    (:class:`~asymlora.models.pooling.MeanPoolingClassifier`), the readout sentence-transformers
+    models were trained for. ``seed`` makes the new head's initialisation reproducible without
+    touching the global RNG. Extra keyword arguments go to ``from_pretrained``.
     """
     import torch
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoModel, AutoModelForSequenceClassification, AutoTokenizer
+
+    from asymlora.models.pooling import POOLINGS, MeanPoolingClassifier
 
     kind = kind or (task.kind if task is not None else "classification")
     if kind not in ("classification", "regression"):
         raise ModelError(f"task kind {kind!r} needs a model head that load_model does not build yet")
+    if pooling not in POOLINGS:
+        raise ModelError(f"unknown pooling {pooling!r}; use one of {', '.join(POOLINGS)}")
     head: dict[str, Any] = {"problem_type": "regression" if kind == "regression" else "single_label_classification"}
     if kind == "regression":
         head["num_labels"] = 1
@@ -139,7 +147,11 @@ def load_model(name_or_path: str | os.PathLike | None = None, task: Any = None, 
             if seed is not None:
                 torch.manual_seed(seed)
             tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=kwargs.get("local_files_only", False))
-            model = AutoModelForSequenceClassification.from_pretrained(source, **head, **kwargs)
+            if pooling == "mean":
+                encoder = AutoModel.from_pretrained(source, **kwargs)
+                model = MeanPoolingClassifier(encoder, head["num_labels"], head["problem_type"])
+            else:
+                model = AutoModelForSequenceClassification.from_pretrained(source, **head, **kwargs)
     except OSError as err:
         if local:
             raise ModelError(f"could not load the model folder {source}: {err}") from err
