@@ -431,6 +431,22 @@ def test_report_accepts_a_sweep_on_the_first_seed_reused_by_the_others(tmp_path)
         build_tables(collect(tmp_path / "other"))
 
 
+def test_report_combines_results_folders_and_refuses_a_run_given_twice(tmp_path):
+    for seed in (0, 1, 2):
+        fake_result(tmp_path / "table1", "trec", "lora", 8, seed, 0.9)
+        fake_result(tmp_path / "table10", "trec", "lora-svd", 8, seed, 0.8 + seed / 100)
+    paths = write_report([tmp_path / "table1", tmp_path / "table10"], tmp_path / "both", plots=False)
+    rows = {r["method"]: r for r in csv.DictReader(paths["csv"].open())}
+    assert set(rows) == {"lora", "lora-svd"} and rows["lora-svd"]["trec_n"] == "3"
+    assert "6 finished runs under" in paths["markdown"].read_text()
+    from asymlora.experiments import ReportError
+
+    with pytest.raises(ReportError, match="two results for .* seed 0"):
+        write_report([tmp_path / "table1", tmp_path / "table1"], tmp_path / "twice", plots=False)
+    with pytest.raises(ReportError, match="nowhere is not a folder"):
+        collect([tmp_path / "table1", tmp_path / "nowhere"])
+
+
 def test_report_refuses_to_average_runs_with_different_settings(task, loader, tmp_path):
     for seed, epochs in ((0, 1), (1, 2)):
         run(spec(seed=seed, epochs=epochs), tmp_path, task=task, model_loader=loader, progress=False, echo=None)

@@ -39,13 +39,17 @@ class ReportError(ValueError):
     """No results to report, or results that cannot be read."""
 
 
-def collect(results_dir: str | Path) -> list[dict[str, Any]]:
-    """Every finished run (``result.json``) under ``results_dir``, with its folder and curve attached."""
-    root = Path(results_dir)
-    if not root.is_dir():
-        raise ReportError(f"{root} is not a folder of results")
+def collect(results_dir: str | Path | Sequence[str | Path]) -> list[dict[str, Any]]:
+    """Every finished run (``result.json``) under ``results_dir`` (one folder or several, e.g. grids run
+    in different sessions), with its folder and curve attached. A run found twice is an error of the report."""
+    roots = [Path(results_dir)] if isinstance(results_dir, (str, Path)) else [Path(d) for d in results_dir]
+    if not roots:
+        raise ReportError("no results folder given")
+    for root in roots:
+        if not root.is_dir():
+            raise ReportError(f"{root} is not a folder of results")
     out = []
-    for f in sorted(root.rglob("result.json")):
+    for f in (f for root in roots for f in sorted(root.rglob("result.json"))):
         if "trials" in f.parts:
             continue
         try:
@@ -59,7 +63,7 @@ def collect(results_dir: str | Path) -> list[dict[str, Any]]:
         r["_curve"] = [json.loads(x) for x in curve.read_text().splitlines() if x.strip()] if curve.is_file() else []
         out.append(r)
     if not out:
-        raise ReportError(f"no finished runs (result.json) under {root}")
+        raise ReportError(f"no finished runs (result.json) under {', '.join(map(str, roots))}")
     return out
 
 
@@ -152,7 +156,7 @@ def build_tables(results: Iterable[dict[str, Any]]) -> list[Table]:
                                   f"{c.first_dir} and {r['_dir']}; report one configuration per results folder")
             if r["seed"] in c.seeds:
                 raise ReportError(f"two results for {r['display']} on {task}, seed {r['seed']} (model {model}): "
-                                  f"{r['_dir']}; report one results folder per configuration")
+                                  f"{r['_dir']}; report one results folder per configuration, and give each run to the report once")
             c.values.append(float(r["test"].get(metric, math.nan)))
             c.seeds.append(r["seed"])
             c.lrs.append(r["lr"])
@@ -425,14 +429,17 @@ def _mean_curve(curves: Sequence[list[dict[str, Any]]], key: str) -> list[float]
     return out
 
 
-def write_report(results_dir: str | Path, out_dir: str | Path | None = None, *, plots: bool = True) -> dict[str, Path]:
+def write_report(results_dir: str | Path | Sequence[str | Path], out_dir: str | Path | None = None, *,
+                 plots: bool = True) -> dict[str, Path]:
     """Write ``report.md``, ``table1.csv``, ``runs.csv`` (and the plots) to ``out_dir``
-    (default ``RESULTS_DIR/report``); returns the paths."""
-    results = collect(results_dir)
+    (default ``RESULTS_DIR/report``, the first folder's when several are given); returns the paths."""
+    dirs = [results_dir] if isinstance(results_dir, (str, Path)) else list(results_dir)
+    results = collect(dirs)
     tables = build_tables(results)
-    out = Path(out_dir) if out_dir is not None else Path(results_dir) / "report"
+    out = Path(out_dir) if out_dir is not None else Path(dirs[0]) / "report"
     out.mkdir(parents=True, exist_ok=True)
-    md = "# asymlora report\n\n" + f"{len(results)} finished runs under `{results_dir}`.\n\n" + "\n".join(
+    where = ", ".join(f"`{d}`" for d in dirs)
+    md = "# asymlora report\n\n" + f"{len(results)} finished runs under {where}.\n\n" + "\n".join(
         markdown(t) for t in tables)
     paths = {"markdown": out / "report.md", "csv": out / "table1.csv", "runs_csv": out / "runs.csv"}
     if plots:
