@@ -99,6 +99,28 @@ def test_similarity_command(tmp_path, capsys):
     assert (out / "similarity.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_similarity_command_groups_run_folders_into_figure_1_scenarios(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    dirs = _save_adapters(tmp_path / "runs")
+    specs = [("trec", "b-only", 0), ("sst", "b-only", 0), ("trec", "b-only", 2)]
+    for d, (task, method, seed) in zip(dirs, specs):  # the config.json a training run writes
+        (d / "config.json").write_text(json.dumps({"spec": {"task": task, "model": "m", "method": method,
+                                                            "rank": 2, "seed": seed}}))
+    out = tmp_path / "sim"
+    assert main(["similarity", *map(str, dirs), "--out", str(out), "--labels", "t0,s0,t2"]) == 0
+    text = capsys.readouterr().out
+    assert "(a) same task, different init        1" in text and "(b) same init, different task        1" in text
+    record = json.loads((out / "similarity.json").read_text())
+    assert record["scenarios"]["same task, different init"]["pairs"] == ["t0~t2"]
+    assert record["scenarios"]["same init, different task"]["pairs"] == ["t0~s0"]
+    assert record["scenarios"]["different init and task"]["pairs"] == ["s0~t2"]
+    assert (out / "scenarios.png").read_bytes()[:4] == b"\x89PNG"
+    (dirs[2] / "config.json").unlink()  # not every folder is a run folder: no scenarios
+    assert main(["similarity", *map(str, dirs), "--out", str(tmp_path / "sim2")]) == 0
+    assert "scenarios" not in capsys.readouterr().out.split("pair [")[0]
+    assert json.loads((tmp_path / "sim2" / "similarity.json").read_text())["scenarios"] == {}
+
+
 def test_similarity_command_errors(tmp_path, capsys):
     dirs = _save_adapters(tmp_path / "runs")
     assert main(["similarity", str(dirs[0]), "--out", str(tmp_path)]) == 2
@@ -130,8 +152,16 @@ def test_similarity_of_svd_frozen_adapters_needs_and_uses_the_base_model(tmp_pat
     assert main(args) == 2
     assert "--base-model" in capsys.readouterr().err
     loaded = []
-    monkeypatch.setattr(sim_cli, "_load_base", lambda name: loaded.append(name) or base())
-    assert main([*args, "--base-model", "my-base"]) == 0 and loaded == ["my-base"]
+    monkeypatch.setattr(sim_cli, "_load_base", lambda name, pooling: loaded.append((name, pooling)) or base())
+    assert main([*args, "--base-model", "my-base"]) == 0 and loaded == [("my-base", "model")]
+    # run folders trained with the mean-pooling head name their layers after it: the base is built the same way
+    for d in dirs:
+        (d / "config.json").write_text(json.dumps({"spec": {"task": "t", "model": "m", "method": "b-only-svd",
+                                                            "rank": 2, "seed": 0, "pooling": "mean"}}))
+    assert main([*args, "--base-model", "my-base"]) == 0 and loaded[-1] == ("my-base", "mean")
+    (dirs[0] / "config.json").write_text(json.dumps({"spec": {"pooling": "model"}}))
+    assert main([*args, "--base-model", "my-base"]) == 2
+    assert "different task heads" in capsys.readouterr().err
     record = json.loads((tmp_path / "o" / "similarity.json").read_text())
     a = torch.tensor(record["A"], dtype=torch.float64)
     assert a.numel() > 0 and torch.allclose(a[~a.isnan()], torch.ones(()).double(), atol=1e-6)

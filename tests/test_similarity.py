@@ -230,3 +230,39 @@ def test_plot_writes_png(tmp_path):
     res = compare_runs(_runs())
     path = plot_similarity(res, tmp_path / "fig" / "sim.png", title="t")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def _figure1_runs():
+    """Four runs, two tasks × two inits: A is its init's subspace, B its task's (plus a little noise)."""
+    gen = torch.Generator().manual_seed(0)
+    a_init = {s: torch.randn(2, 30, generator=gen, dtype=torch.float64) for s in (0, 1)}
+    b_task = {t: torch.randn(25, 2, generator=gen, dtype=torch.float64) for t in ("x", "y")}
+    runs, tasks, inits = {}, [], []
+    for t in ("x", "y"):
+        for s in (0, 1):
+            noise = lambda *shape: 0.05 * torch.randn(*shape, generator=gen, dtype=torch.float64)  # noqa: E731
+            runs[f"{t}{s}"] = {"l": (a_init[s] + noise(2, 30), b_task[t] + noise(25, 2))}
+            tasks.append(t)
+            inits.append(("lora", 2, s))
+    return compare_runs(runs), tasks, inits
+
+
+def test_scenarios_group_pairs_by_what_the_runs_share(tmp_path):
+    from asymlora.similarity import format_scenarios, plot_scenarios, scenario_of, scenario_summary
+
+    res, tasks, inits = _figure1_runs()
+    summary = scenario_summary(res, tasks, inits)
+    assert summary["same task, different init"]["pairs"] == ["x0~x1", "y0~y1"]
+    assert summary["same init, different task"]["pairs"] == ["x0~y0", "x1~y1"]
+    assert summary["different init and task"]["pairs"] == ["x0~y1", "x1~y0"]
+    # A follows the init, B the task: the pattern of the paper's Figure 1, planted here
+    assert summary["same init, different task"]["A"] > 0.9 > 0.3 > summary["same task, different init"]["A"]
+    assert summary["same task, different init"]["B"] > 0.9 > 0.3 > summary["same init, different task"]["B"]
+    pa = res.pair_matrix("A")
+    assert summary["different init and task"]["A"] == pytest.approx(float(pa[:, [2, 3]].mean()))
+    assert scenario_of("x", 0, "x", 0) is None
+    text = format_scenarios(summary, 0.07, 0.08)
+    assert "(b) same init, different task" in text and "0.070   0.080" in text
+    assert plot_scenarios(summary, res, tmp_path / "s.png").read_bytes()[:4] == b"\x89PNG"
+    with pytest.raises(ValueError, match="a task and an init for each of the 4 runs"):
+        scenario_summary(res, tasks[:3], inits)

@@ -142,6 +142,62 @@ class RunSimilarity:
                 "baseline_A": self.baseline_a, "baseline_B": self.baseline_b, "skipped": self.skipped}
 
 
+# Figure 1's three scenarios, by what two runs share.
+SCENARIOS = {
+    "same task, different init": "(a)",
+    "same init, different task": "(b)",
+    "different init and task": "(c)",
+}
+
+
+def scenario_of(task_i: str, init_i, task_j: str, init_j) -> str | None:
+    """Which of Figure 1's scenarios a pair of runs is (None for two runs of the same task and init)."""
+    same_task, same_init = task_i == task_j, init_i == init_j
+    if same_task and same_init:
+        return None
+    if same_task:
+        return "same task, different init"
+    if same_init:
+        return "same init, different task"
+    return "different init and task"
+
+
+def scenario_summary(result: RunSimilarity, tasks: Sequence[str], inits: Sequence) -> dict[str, dict]:
+    """Figure 1 in numbers: for each scenario, its run pairs and the similarity of A and of B averaged
+    over them, per layer and over all layers.
+
+    ``tasks[i]`` and ``inits[i]`` describe run ``i`` (the init is anything that is equal exactly when
+    two runs start from the same adapter factors, e.g. ``(method, rank, seed)``). The paper's finding
+    is that A follows the init ((b) high, (a) and (c) near random) while B follows the task ((a) above
+    (b) and (c)).
+    """
+    if len(tasks) != len(result.runs) or len(inits) != len(result.runs):
+        raise ValueError(f"need a task and an init for each of the {len(result.runs)} runs")
+    pa, pb = result.pair_matrix("A"), result.pair_matrix("B")
+    groups: dict[str, list[int]] = {name: [] for name in SCENARIOS}
+    for k, (i, j) in enumerate(result.pairs()):
+        name = scenario_of(tasks[i], inits[i], tasks[j], inits[j])
+        if name is not None:
+            groups[name].append(k)
+    out = {}
+    for name, ks in groups.items():
+        if not ks:
+            continue
+        a, b = pa[:, ks].mean(dim=1), pb[:, ks].mean(dim=1)
+        out[name] = {"label": SCENARIOS[name], "pairs": [result.pair_labels()[k] for k in ks],
+                     "A": float(a.mean()), "B": float(b.mean()), "A_per_layer": a.tolist(), "B_per_layer": b.tolist()}
+    return out
+
+
+def format_scenarios(summary: Mapping[str, dict], baseline_a: float, baseline_b: float) -> str:
+    """A plain-text version of :func:`scenario_summary`: one line per scenario, then the random levels."""
+    lines = [f"{'scenario':<32} {'pairs':>5}  {'A':>6}  {'B':>6}"]
+    for name, row in summary.items():
+        lines.append(f"{row['label'] + ' ' + name:<32} {len(row['pairs']):>5}  {row['A']:6.3f}  {row['B']:6.3f}")
+    lines.append(f"{'random subspaces (r/d)':<32} {'':>5}  {baseline_a:6.3f}  {baseline_b:6.3f}")
+    return "\n".join(lines)
+
+
 def compare_runs(factor_sets: Mapping[str, FactorSet] | Sequence[FactorSet], labels: Sequence[str] | None = None,
                  rtol: float | None = None) -> RunSimilarity:
     """Similarity matrices of A and B for every layer present in all runs.
@@ -288,6 +344,37 @@ def plot_similarity(result: RunSimilarity, path, title: str | None = None):
     if title:
         fig.suptitle(title)
     return save_figure(fig, path)
+
+
+def plot_scenarios(summary: Mapping[str, dict], result: RunSimilarity, path, title: str | None = None):
+    """Figure 1 by scenario: similarity per layer (x) for each scenario (one line each), A and B side by
+    side, the random-subspace level dashed. Writes a PNG."""
+    from .plots import new_figure, save_figure
+
+    layers = [short_layer_name(n) for n in result.layers]
+    fig, axes = new_figure(1, 2, figsize=(max(8.0, 4.0 + 0.45 * len(layers)), 4.0))
+    for ax, factor, base in ((axes[0], "A", result.baseline_a), (axes[1], "B", result.baseline_b)):
+        for name, row in summary.items():
+            ax.plot(range(len(layers)), row[f"{factor}_per_layer"], marker="o",
+                    label=f"{row['label']} {name} ({len(row['pairs'])} pairs)")
+        ax.plot(range(len(layers)), base, "k--", linewidth=1, label="random subspaces (r/d)")
+        ax.set_title(f"learned {factor}")
+        ax.set_ylim(0.0, 1.0)
+        ax.set_xticks(range(len(layers)))
+        ax.set_xticklabels(layers, rotation=60, ha="right", fontsize=7)
+        ax.set_xlabel("layer")
+    axes[0].set_ylabel("similarity (Appendix D), mean over pairs")
+    axes[1].legend(fontsize=7, loc="upper right")
+    if title:
+        fig.suptitle(title)
+    return save_figure(fig, path)
+
+
+def short_layer_name(name: str) -> str:
+    """``bert.encoder.layer.5.attention.self.query`` → ``5.query``: the block index and the leaf."""
+    digits = [part for part in name.split(".") if part.isdigit()]
+    leaf = name.rsplit(".", 1)[-1]
+    return f"{'.'.join(digits)}.{leaf}" if digits else leaf
 
 
 def numpy_ndenumerate(m):

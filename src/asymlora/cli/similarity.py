@@ -20,6 +20,11 @@ training-run folder holding one in adapter/. Prints the table (layers × run pai
 writes OUT/similarity.png (heatmap, A and B side by side) and OUT/similarity.json (all matrices, the
 arguments, versions). Adapters whose frozen factor is the SVD of W0 (b-only-svd, a-only-svd) are
 stored as a seed only: pass --base-model to recompute it.
+
+When every RUN_DIR is a training-run folder, their config.json says each run's task and init (model,
+head, method, rank, seed), and the pairs are also grouped into Figure 1's scenarios: (a) same task,
+different init; (b) same init, different task; (c) both different — printed as one table and kept
+under "scenarios" in the JSON, and drawn per layer in OUT/scenarios.png.
 """
 
 
@@ -81,10 +86,32 @@ def _runs_pooling(paths) -> str:
     return found.pop() if found else "model"
 
 
+def run_identities(paths) -> tuple[list[str], list[tuple]] | None:
+    """(task, init) of each run folder, from its config.json, or None if one of them is not a run folder.
+    Two runs share an init when model, head, method, rank and seed are equal (the factors are seeded)."""
+    tasks, inits = [], []
+    for p in paths:
+        try:
+            spec = json.loads((Path(p) / "config.json").read_text())["spec"]
+            tasks.append(str(spec["task"]))
+            inits.append((spec["model"], spec.get("pooling", "model"), spec["method"], spec.get("rank"), spec["seed"]))
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+    return tasks, inits
+
+
 def run(args: argparse.Namespace) -> int:
     from asymlora.atomic import atomic_write_json
     from asymlora.checkpoint import CheckpointError
-    from asymlora.similarity import _short_labels, compare_checkpoints, format_table, plot_similarity
+    from asymlora.similarity import (
+        _short_labels,
+        compare_checkpoints,
+        format_scenarios,
+        format_table,
+        plot_scenarios,
+        plot_similarity,
+        scenario_summary,
+    )
 
     if len(args.runs) < 2:
         print("asymlora similarity: give at least two RUN_DIRs to compare", file=sys.stderr)
@@ -102,12 +129,21 @@ def run(args: argparse.Namespace) -> int:
         print(f"asymlora similarity: {err}", file=sys.stderr)
         return 2
     print(format_table(result, max_pairs=args.max_pairs))
+    ids = run_identities(args.runs)
+    scenarios = scenario_summary(result, *ids) if ids else {}
+    if scenarios:
+        mean = lambda xs: sum(xs) / len(xs)  # noqa: E731
+        print("\nFigure 1's scenarios (from the run folders' task and seed):")
+        print(format_scenarios(scenarios, mean(result.baseline_a), mean(result.baseline_b)))
     out = Path(args.out)
     png = plot_similarity(result, out / "similarity.png", title=args.title)
     record = {"command": "asymlora similarity", "args": {k: v for k, v in vars(args).items() if k != "func"},
-              "adapters": [str(d) for d in dirs], **result.to_dict(), "environment": _environment()}
+              "adapters": [str(d) for d in dirs], **result.to_dict(), "scenarios": scenarios, "environment": _environment()}
+    if scenarios:
+        plot_scenarios(scenarios, result, out / "scenarios.png", title=args.title)
     atomic_write_json(out / "similarity.json", json.loads(json.dumps(record, default=str)))
-    print(f"\nwrote {png} and {out / 'similarity.json'}")
+    extra = f", {out / 'scenarios.png'}" if scenarios else ""
+    print(f"\nwrote {png}{extra} and {out / 'similarity.json'}")
     return 0
 
 
