@@ -431,6 +431,14 @@ def test_report_accepts_a_sweep_on_the_first_seed_reused_by_the_others(tmp_path)
         build_tables(collect(tmp_path / "other"))
 
 
+def test_report_curves_give_every_row_its_own_style_beyond_ten_methods():
+    from asymlora.experiments.report import Table, row_styles
+
+    rows = [(m, 8) for m in list(METHODS)[:14]]
+    styles = row_styles(Table("m", rows, ["t"], {}, {"t": "accuracy"}))
+    assert len(set(styles.values())) == 14 and styles[rows[0]] == ("C0", "-") and styles[rows[10]] == ("C0", "--")
+
+
 def test_report_combines_results_folders_and_refuses_a_run_given_twice(tmp_path):
     for seed in (0, 1, 2):
         fake_result(tmp_path / "table1", "trec", "lora", 8, seed, 0.9)

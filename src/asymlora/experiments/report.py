@@ -382,7 +382,7 @@ def plot(tables: Sequence[Table], bars_path: Path, curves_path: Path) -> None:
 
         width = max(7.0, 3.6 * n)
         fig, axes = plt.subplots(2, n, figsize=(width, 6.5), squeeze=False)
-        colors = row_colors(table)  # one colour per method in every panel, whichever tasks it ran on
+        styles = row_styles(table)  # one style per method in every panel, whichever tasks it ran on
         legend: dict[str, Any] = {}
         for j, task in enumerate(table.tasks):
             for row in table.rows:
@@ -393,8 +393,9 @@ def plot(tables: Sequence[Table], bars_path: Path, curves_path: Path) -> None:
                     series = _mean_curve(c.curves, key)
                     if series:
                         ax = axes[i][j]
+                        color, dash = styles[row]
                         (line,) = ax.plot(range(1, len(series) + 1), series, marker="o", ms=3,
-                                          color=colors[row], label=row_label(row))
+                                          color=color, linestyle=dash, label=row_label(row))
                         legend.setdefault(row_label(row), line)
             for ax in (axes[0][j], axes[1][j]):
                 ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -414,9 +415,13 @@ def plot(tables: Sequence[Table], bars_path: Path, curves_path: Path) -> None:
         plt.close(fig)
 
 
-def row_colors(table: Table) -> dict[tuple[str, int | None], str]:
-    """A fixed matplotlib colour per row (method, rank), so a method has the same colour in every panel."""
-    return {row: f"C{k % 10}" for k, row in enumerate(table.rows)}
+LINE_STYLES = ("-", "--", ":", "-.")
+
+
+def row_styles(table: Table) -> dict[tuple[str, int | None], tuple[str, str]]:
+    """A fixed (colour, line style) per row (method, rank), the same in every panel and distinct for up
+    to 40 rows: the 10 colours of matplotlib's cycle, then again with dashed, dotted, dash-dot lines."""
+    return {row: (f"C{k % 10}", LINE_STYLES[(k // 10) % len(LINE_STYLES)]) for k, row in enumerate(table.rows)}
 
 
 def _mean_curve(curves: Sequence[list[dict[str, Any]]], key: str) -> list[float]:
