@@ -439,6 +439,13 @@ def test_report_curves_give_every_row_its_own_style_beyond_ten_methods():
     assert len(set(styles.values())) == 14 and styles[rows[0]] == ("C0", "-") and styles[rows[10]] == ("C0", "--")
 
 
+def test_report_shows_tiny_parameter_shares_with_significant_digits():
+    from asymlora.experiments.report import share_text
+
+    assert share_text(770 / 22_713_216) == "0.0034%"  # a linear probe's head on MiniLM, not "0.00%"
+    assert share_text(0.0033) == "0.33%" and share_text(1.0) == "100.00%"
+
+
 def test_report_combines_results_folders_and_refuses_a_run_given_twice(tmp_path):
     for seed in (0, 1, 2):
         fake_result(tmp_path / "table1", "trec", "lora", 8, seed, 0.9)

@@ -233,8 +233,14 @@ def params_text(table: Table, row) -> str:
         return "—"
     text = f"{ps[0]:,}" if len(ps) == 1 else f"{ps[0]:,}–{ps[-1]:,}"
     if bases:
-        text += f" ({100.0 * ps[0] / bases[0]:.2f}%)"
+        text += f" ({share_text(ps[0] / bases[0])})"
     return text
+
+
+def share_text(share: float) -> str:
+    """A share of the base model as a percentage with two decimals, or two significant digits below 0.01 %."""
+    pct = 100.0 * share
+    return f"{pct:.2f}%" if pct >= 0.01 or pct == 0 else f"{pct:.2g}%"
 
 
 def _lr_text(lrs: Sequence[float]) -> str:
