@@ -72,32 +72,36 @@ def _load_base(name: str, pooling: str = "model"):
     return model
 
 
-def _runs_pooling(paths) -> str:
-    """The ``pooling`` setting recorded in the run folders' config.json ("model" when none records one)."""
-    found = set()
+def read_run_specs(paths) -> list[dict | None]:
+    """The RunSpec saved in each folder's config.json (settings added since filled in), None where there is none."""
+    from asymlora.experiments.run import with_added_settings
+
+    specs: list[dict | None] = []
     for p in paths:
         try:
-            found.add(json.loads((Path(p) / "config.json").read_text())["spec"].get("pooling", "model"))
+            specs.append(with_added_settings(json.loads((Path(p) / "config.json").read_text())["spec"]))
         except (OSError, ValueError, KeyError, TypeError):
-            continue
+            specs.append(None)
+    return specs
+
+
+def runs_pooling(specs) -> str:
+    """The task head (``pooling``) the runs share ("model" when none records one); mixed heads are an error."""
+    found = {spec["pooling"] for spec in specs if spec is not None}
     if len(found) > 1:
         raise ValueError("the runs used different task heads (pooling " + " and ".join(sorted(found)) +
                          "); compare runs of one head at a time")
     return found.pop() if found else "model"
 
 
-def run_identities(paths) -> tuple[list[str], list[tuple]] | None:
-    """(task, init) of each run folder, from its config.json, or None if one of them is not a run folder.
-    Two runs share an init when model, head, method, rank and seed are equal (the factors are seeded)."""
-    tasks, inits = [], []
-    for p in paths:
-        try:
-            spec = json.loads((Path(p) / "config.json").read_text())["spec"]
-            tasks.append(str(spec["task"]))
-            inits.append((spec["model"], spec.get("pooling", "model"), spec["method"], spec.get("rank"), spec["seed"]))
-        except (OSError, ValueError, KeyError, TypeError):
-            return None
-    return tasks, inits
+def run_identities(specs) -> tuple[list[str], list[tuple]] | None:
+    """(task, init) of each run, or None if one folder is not a training run. Two runs share an init when
+    model, head, method, rank and seed are equal (the factors are seeded)."""
+    try:
+        return ([str(s["task"]) for s in specs],
+                [(s["model"], s["pooling"], s["method"], s.get("rank"), s["seed"]) for s in specs])
+    except (KeyError, TypeError):
+        return None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -123,13 +127,14 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         dirs = [resolve_adapter_dir(p) for p in args.runs]
-        base = _load_base(args.base_model, _runs_pooling(args.runs)) if args.base_model else None
+        specs = read_run_specs(args.runs)
+        base = _load_base(args.base_model, runs_pooling(specs)) if args.base_model else None
         result = compare_checkpoints(dirs, labels=labels, rtol=args.rtol, base_model=base)
     except (CheckpointError, ValueError, RuntimeError) as err:
         print(f"asymlora similarity: {err}", file=sys.stderr)
         return 2
     print(format_table(result, max_pairs=args.max_pairs))
-    ids = run_identities(args.runs)
+    ids = run_identities(specs)
     scenarios = scenario_summary(result, *ids) if ids else {}
     if scenarios:
         mean = lambda xs: sum(xs) / len(xs)  # noqa: E731

@@ -28,7 +28,7 @@ from typing import Any, Iterable, Sequence
 
 from asymlora.atomic import atomic_write_bytes
 from asymlora.experiments.methods import ORDER, get_method
-from asymlora.experiments.run import with_added_settings
+from asymlora.experiments.run import with_added_settings, with_head
 
 TASK_ORDER = ("sentiment", "sentiment-score", "trec", "trec-fine", "sms-spam", "sarcasm")
 UNIT_METRICS = frozenset({"accuracy", "f1", "macro_f1", "mcc", "pearson", "spearman"})
@@ -129,7 +129,7 @@ def scale(v: float, metric: str) -> float:
 
 def model_name(result: dict[str, Any]) -> str:
     """The model a result belongs to, with ``+mean-pool`` when it used the mean-pooling head."""
-    return str(result.get("model", "?")) + ("+mean-pool" if result.get("pooling") == "mean" else "")
+    return with_head(str(result.get("model", "?")), result.get("pooling"))
 
 
 def build_tables(results: Iterable[dict[str, Any]]) -> list[Table]:

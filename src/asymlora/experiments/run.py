@@ -42,6 +42,11 @@ VOLATILE = frozenset({"checkpoint_every", "eval_batch_size"})
 ADDED_SETTINGS = {"pooling": "model"}
 
 
+def with_head(model: str, pooling: str | None) -> str:
+    """A model's name in folders and reports: ``+mean-pool`` appended when it ran with the mean-pooling head."""
+    return model + ("+mean-pool" if pooling == "mean" else "")
+
+
 def with_added_settings(spec: Mapping[str, Any]) -> dict[str, Any]:
     """A saved spec with the settings added since it was written filled in (old folders stay comparable)."""
     return {**ADDED_SETTINGS, **spec}
@@ -193,8 +198,8 @@ class RunSpec:
 
     @property
     def model_id(self) -> str:
-        """The model as results name it: its label, plus ``+mean-pool`` with the mean-pooling head."""
-        return model_label(self.model) + ("+mean-pool" if self.pooling == "mean" else "")
+        """The model as run folders name it: its label, plus ``+mean-pool`` with the mean-pooling head."""
+        return with_head(model_label(self.model), self.pooling)
 
     def relpath(self) -> Path:
         return Path(slug(task_label(self.task))) / slug(self.model_id) / self.run_name() / f"seed{self.seed}"
