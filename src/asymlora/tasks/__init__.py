@@ -1,0 +1,1 @@
+"""Tasks: data + a model head + a metric, for every modality (see docs/ARCHITECTURE.md)."""
