@@ -17,10 +17,10 @@ pytest.importorskip("accelerate")
 pytest.importorskip("transformers")
 
 from asymlora.cli import main  # noqa: E402
-from asymlora.experiments.toy import write_toy_csv, write_toy_model  # noqa: E402
-from asymlora.train import KILL_ENV  # noqa: E402
+from toy import write_toy_csv, write_toy_model  # noqa: E402
 
-SRC = Path(__file__).resolve().parents[1] / "src"
+HERE = Path(__file__).resolve().parent
+SRC = HERE.parent / "src"
 
 
 @pytest.fixture(scope="module")
@@ -82,15 +82,16 @@ def test_killed_process_resumes_to_the_same_result(toy, tmp_path):
     """The run process dies (exit 137, no clean-up) after step 15; running the same command again resumes
     from the checkpoint at step 15 and ends with the adapter and metrics of an uninterrupted run."""
     assert main(run_args(toy, tmp_path / "ref")) == 0
-    env = {**os.environ, KILL_ENV: "15", "PYTHONPATH": str(SRC) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), str(HERE), os.environ.get("PYTHONPATH", "")]),
            "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "asymlora", *run_args(toy, tmp_path / "run")]
+    cmd = [sys.executable, str(HERE / "killing.py"), "15", *run_args(toy, tmp_path / "run")]
     first = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert first.returncode == 137, first.stderr[-2000:]
     rd = tmp_path / "run" / "toy" / "model" / "b-only-r4" / "seed0"
     assert not (rd / "result.json").exists()
     assert json.loads((rd / "trials" / "lr-0.01" / "checkpoint" / "latest.json").read_text())["step"] == 15
-    second = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    second = subprocess.run([sys.executable, "-m", "asymlora", *cmd[3:]], env=env, capture_output=True, text=True,
+                            timeout=300)
     assert second.returncode == 0, second.stderr[-2000:]
     ref = json.loads((tmp_path / "ref" / "toy" / "model" / "b-only-r4" / "seed0" / "result.json").read_text())
     got = json.loads((rd / "result.json").read_text())
@@ -118,7 +119,7 @@ def test_grid_command_skips_done_runs_and_reports(toy, tmp_path, capsys):
     assert "9 runs: 9 done" in capsys.readouterr().out
     assert main(["report", str(out), "--out", str(tmp_path / "rep")]) == 0
     md = capsys.readouterr().out
-    assert "| Method | # Trainable | toy | Avg. |" in md and "LoRA (r=4)" in md and "B̂_0 A_rand (r=4)" in md
+    assert "| Method | # Trainable | toy | Avg. |" in md and "LoRA B̂_0 Â_km (r=4)" in md and "B-only B̂_0 A_rand (r=4)" in md
     assert (tmp_path / "rep" / "table1.csv").is_file() and (tmp_path / "rep" / "curves.png").is_file()
 
 

@@ -32,9 +32,10 @@ from asymlora.experiments import (  # noqa: E402
     run_grid,
     write_report,
 )
-from asymlora.experiments.textdata import encode_split  # noqa: E402
-from asymlora.experiments.toy import toy_loader, toy_model, toy_task, toy_tokenizer  # noqa: E402
+from asymlora.experiments import Loader  # noqa: E402
+from asymlora.tasks.protocol import Limits  # noqa: E402
 from asymlora.train import TrainConfig, evaluate, train  # noqa: E402
+from toy import toy_loader, toy_model, toy_task, toy_tokenizer  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore:`is_gradient_checkpointing` is deprecated:FutureWarning")
 TARGETS = ("query", "value")
@@ -46,9 +47,13 @@ def task():
     return toy_task(n_train=192, n_val=48, n_test=48, extra_test=True)
 
 
-@pytest.fixture(scope="module")
-def loader():
-    return toy_loader()
+@pytest.fixture
+def loader(task):
+    return toy_loader(task)
+
+
+def encode_split(task, split, tok, max_length=64):
+    return task.encode(split, tok, Limits(max_length=max_length))
 
 
 def spec(**kw):
@@ -63,8 +68,10 @@ def test_every_preset_of_tables_5_and_10_is_a_method_with_the_paper_notation():
     for name in PRESETS:
         m = get_method(name)
         assert m.kind == "adapter" and m.notation == AdapterConfig.preset(name).notation
-    assert get_method("b-only").display(16) == "B̂_0 A_rand (r=16)"
-    assert get_method("lora").display(8) == "LoRA (r=8)"
+    assert get_method("b-only").display(16) == "B-only B̂_0 A_rand (r=16)"  # named, and in the paper's notation
+    assert get_method("a-only").display(8) == "A-only B_rand Â_0 (r=8)"
+    assert get_method("b-only-svd").display(8) == "B̂_0 A_V (r=8)"
+    assert get_method("lora").display(8) == "LoRA B̂_0 Â_km (r=8)"
     assert get_method("full-ft").display(8) == "Full FT" and not get_method("full-ft").uses_rank
     assert {"full-ft", "linear-probe", "peft-lora"} <= set(METHODS)
     with pytest.raises(MethodError, match="choose one of"):
@@ -139,7 +146,7 @@ def test_peft_lora_and_our_lora_train_identically_from_the_same_factors():
 # --- one run ------------------------------------------------------------------------------------------
 def test_run_writes_the_run_folder_and_the_reloaded_adapter_gives_the_reported_test_metric(task, loader, tmp_path):
     s = spec(extra_tests=True)
-    result = run(s, tmp_path, task=task, model_loader=loader, progress=False, echo=None)
+    result = run(s, tmp_path, loader=loader, progress=False, echo=None)
     rd = tmp_path / s.relpath()
     assert rd == tmp_path / "toy" / "toy" / "b-only-r4" / "seed0"
     for f in ("config.json", "env.json", "metrics.jsonl", "result.json", "adapter/adapter.safetensors",
@@ -148,7 +155,8 @@ def test_run_writes_the_run_folder_and_the_reloaded_adapter_gives_the_reported_t
     assert not (rd / "trials" / "lr-0.01" / "checkpoint").exists()  # removed once the trial finished
     env = json.loads((rd / "env.json").read_text())
     assert env["seed"] == 0 and {"torch", "transformers", "peft", "asymlora"} <= set(env["versions"])
-    assert json.loads((rd / "config.json").read_text())["spec"] == s.to_dict()
+    assert json.loads((rd / "config.json").read_text())["spec"] == s.resolved(task).to_dict()
+    assert s.resolved(task).max_length == 64  # the text task's default
     assert len((rd / "metrics.jsonl").read_text().splitlines()) == 2
     for key in ("test", "val", "lr", "trainable_params", "adapter_bytes", "train_seconds", "test_extra"):
         assert key in result
@@ -158,24 +166,24 @@ def test_run_writes_the_run_folder_and_the_reloaded_adapter_gives_the_reported_t
     meta = asymlora.checkpoint.read_meta(rd / "adapter")
     assert all(not layer["A"]["stored"] and layer["B"]["stored"] for layer in meta["layers"].values())
     # the saved adapter, loaded onto a fresh base, gives exactly the reported test metrics
-    base, tok = loader(s, task)
-    model = asymlora.load_adapter(base, rd / "adapter")
-    te = encode_split(task, "test", tok, max_length=s.max_length)
+    loaded = loader.model(s, task)
+    model = asymlora.load_adapter(loaded.model, rd / "adapter")
+    te = encode_split(task, "test", loaded.preprocessor, max_length=64)
     assert evaluate(model, te, metrics_fn=task.metrics, collate_fn=te.collate, progress=False) == result["test"]
     # a second call returns the finished result without training
-    assert run(s, tmp_path, task=task, model_loader=lambda *a: pytest.fail("trained again"),
-               progress=False, echo=None) == result
+    again = Loader(tasks={"toy": task}, build=lambda *a: pytest.fail("trained again"))
+    assert run(s, tmp_path, loader=again, progress=False, echo=None) == result
 
 
 def test_run_refuses_a_folder_made_with_other_settings(task, loader, tmp_path):
-    run(spec(), tmp_path, task=task, model_loader=loader, progress=False, echo=None)
+    run(spec(), tmp_path, loader=loader, progress=False, echo=None)
     with pytest.raises(RunConflict, match="epochs=2 → 3"):
-        run(spec(epochs=3), tmp_path, task=task, model_loader=loader, progress=False, echo=None)
+        run(spec(epochs=3), tmp_path, loader=loader, progress=False, echo=None)
 
 
 def test_killed_run_resumes_to_the_same_result(task, loader, tmp_path):
     s = spec(method="lora", epochs=3, checkpoint_every=4)
-    ref = run(s, tmp_path / "ref", task=task, model_loader=loader, progress=False, echo=None)
+    ref = run(s, tmp_path / "ref", loader=loader, progress=False, echo=None)
 
     class Killed(Exception):
         pass
@@ -185,9 +193,9 @@ def test_killed_run_resumes_to_the_same_result(task, loader, tmp_path):
             raise Killed
 
     with pytest.raises(Killed):
-        run(s, tmp_path / "run", task=task, model_loader=loader, progress=False, echo=None, callbacks=[kill])
+        run(s, tmp_path / "run", loader=loader, progress=False, echo=None, callbacks=[kill])
     assert not (tmp_path / "run" / s.relpath() / "result.json").exists()
-    again = run(s, tmp_path / "run", task=task, model_loader=loader, progress=False, echo=None)
+    again = run(s, tmp_path / "run", loader=loader, progress=False, echo=None)
     assert again["test"] == ref["test"] and again["val"] == ref["val"]
     a = (tmp_path / "ref" / s.relpath() / "adapter" / "adapter.safetensors").read_bytes()
     b = (tmp_path / "run" / s.relpath() / "adapter" / "adapter.safetensors").read_bytes()
@@ -198,7 +206,8 @@ def test_killed_run_resumes_to_the_same_result(task, loader, tmp_path):
 
 def test_run_spec_validation():
     assert RunSpec(method="full-ft", rank=8).rank is None
-    assert RunSpec(method="b_only").method == "b-only"
+    with pytest.raises(MethodError, match="did you mean 'b-only'"):
+        RunSpec(method="b_only")  # no silent respelling
     with pytest.raises(ValueError, match="rank"):
         RunSpec(method="lora", rank=0)
     with pytest.raises(ValueError, match="learning rates"):
@@ -221,34 +230,35 @@ def test_pick_lr_best_on_validation_ties_and_nan():
 
 
 def test_sweep_chooses_the_validation_best_and_touches_test_once(task, loader, tmp_path, monkeypatch):
-    import asymlora.train.loop as loop
-
     seen = []
-    real_eval = loop.evaluate
+    real_eval = type(task).evaluate
 
-    def spy_eval(model, data, **kw):
+    def spy_eval(model, data, ctx):
         seen.append(id(data))
-        return real_eval(model, data, **kw)
+        return real_eval(task, model, data, ctx)
 
-    monkeypatch.setattr(loop, "evaluate", spy_eval)
-    tests = []
-    real_test = run_module.evaluate_test
+    monkeypatch.setattr(task, "evaluate", spy_eval)
+    after = []
+    real_split = run_module.evaluate_split
 
-    def spy_test(model, data, **kw):
-        tests.append(id(data))
-        return real_test(model, data, **kw)
+    def spy_split(task_, model, data, ctx, desc):
+        after.append((id(data), desc.rsplit(" ", 1)[-1]))
+        return real_split(task_, model, data, ctx, desc)
 
-    monkeypatch.setattr(run_module, "evaluate_test", spy_test)
+    monkeypatch.setattr(run_module, "evaluate_split", spy_split)
     s = spec(method="lora", lrs=(1e-6, 1e-2, 3e-2), epochs=2)
-    result = run(s, tmp_path, task=task, model_loader=loader, progress=False, echo=None)
+    result = run(s, tmp_path, loader=loader, progress=False, echo=None)
     by_lr = {float(k): v for k, v in result["val_by_lr"].items()}
     assert result["lr"] == max(by_lr, key=lambda k: (by_lr[k], -k))
     assert result["lr"] != 1e-6 and by_lr[1e-6] < by_lr[result["lr"]]
-    data = run_module.prepare_data(s, task, loader(s, task)[1])
-    assert tests == [id(data.test)]  # the test split: once
-    assert id(data.test) not in seen[:-1] and seen.count(id(data.test)) == 1
+    data = loader.data(s.resolved(task), task, loader.model(s, task).preprocessor)
+    # after the sweep: the test split once, and the trained examples once (the train − test gap)
+    assert after == [(id(data.test), "test"), (id(data.train_eval), "train")]
+    assert seen.count(id(data.test)) == 1 and seen[-2:] == [id(data.test), id(data.train_eval)]
     assert seen.count(id(data.validation)) == 3 * 2  # every lr, every epoch
     assert len(list((tmp_path / s.relpath() / "trials").iterdir())) == 3
+    assert set(result["train"]) == set(result["test"]) and result["gap"]["test"] == pytest.approx(
+        result["train"]["accuracy"] - result["test"]["accuracy"])
 
 
 # --- grids --------------------------------------------------------------------------------------------
@@ -291,9 +301,9 @@ def test_grid_skips_finished_runs(task, loader, tmp_path):
         calls.append(s)
         return run(s, out, **kw)
 
-    first = run_grid(g, tmp_path, task=task, model_loader=loader, progress=False, echo=lambda m: None, runner=runner)
+    first = run_grid(g, tmp_path, loader=loader, progress=False, echo=lambda m: None, runner=runner)
     assert len(first.done) == 4 and not first.skipped and len(calls) == 4
-    second = run_grid(g, tmp_path, task=task, model_loader=loader, progress=False, echo=lambda m: None, runner=runner)
+    second = run_grid(g, tmp_path, loader=loader, progress=False, echo=lambda m: None, runner=runner)
     assert len(second.skipped) == 4 and not second.done and len(calls) == 4
     assert json.loads((tmp_path / "grid.json").read_text())["seeds"] == [0, 1]
 
@@ -302,15 +312,15 @@ def test_grid_tunes_on_the_first_seed_and_later_seeds_reuse_its_choice(task, loa
     g = Grid.build(tasks=["toy"], methods=["b-only:4"], seeds=[0, 1, 2], epochs=1, batch_size=16,
                    lrs=[1e-3, 3e-2], targets=list(TARGETS), extra_tests=False, model="toy", tune_on_first_seed=True)
     spec0, spec1, spec2 = g.specs()
-    assert g.resolve(spec0, tmp_path) is spec0
-    assert g.resolve(spec1, tmp_path) is None  # seed 0 has not chosen yet
+    assert g.resolve(spec0, tmp_path, loader) == spec0.resolved(task)
+    assert g.resolve(spec1, tmp_path, loader) is None  # seed 0 has not chosen yet
     calls = []
 
     def runner(s, out, **kw):
         calls.append(s)
         return run(s, out, **kw)
 
-    outcome = run_grid(g, tmp_path, task=task, model_loader=loader, progress=False, echo=lambda m: None, runner=runner)
+    outcome = run_grid(g, tmp_path, loader=loader, progress=False, echo=lambda m: None, runner=runner)
     assert len(outcome.done) == 3 and len(calls) == 3
     chosen = json.loads((tmp_path / spec0.relpath() / "result.json").read_text())
     assert sorted(chosen["lr_candidates"]) == [1e-3, 3e-2]
@@ -318,14 +328,14 @@ def test_grid_tunes_on_the_first_seed_and_later_seeds_reuse_its_choice(task, loa
         assert later.seed in (1, 2) and later.resolved_lrs() == (chosen["lr"],)
         result = json.loads((tmp_path / later.relpath() / "result.json").read_text())
         assert result["lr_candidates"] == [chosen["lr"]]
-    again = run_grid(g, tmp_path, task=task, model_loader=loader, progress=False, echo=lambda m: None, runner=runner)
+    again = run_grid(g, tmp_path, loader=loader, progress=False, echo=lambda m: None, runner=runner)
     assert len(again.skipped) == 3 and len(calls) == 3  # the resolved specs match the finished folders
     assert json.loads((tmp_path / "grid.json").read_text())["tune_on_first_seed"] is True
     with pytest.raises(GridError, match="tune_on_first_seed"):
         Grid.build(tasks=["toy"], methods=["lora:4"], tune_on_first_seed="yes")
 
 
-def test_a_later_seed_whose_first_seed_is_unfinished_waits_and_is_not_run(tmp_path):
+def test_a_later_seed_whose_first_seed_is_unfinished_waits_and_is_not_run(loader, tmp_path):
     g = Grid.build(tasks=["toy"], methods=["b-only:4"], seeds=[0, 1], epochs=1, lrs=[1e-3, 1e-2], model="toy",
                    tune_on_first_seed=True)
     ran = []
@@ -334,19 +344,19 @@ def test_a_later_seed_whose_first_seed_is_unfinished_waits_and_is_not_run(tmp_pa
         ran.append(s.seed)
         raise RuntimeError("no")
 
-    out = run_grid(g, tmp_path, runner=boom, echo=lambda m: None, keep_going=True)
+    out = run_grid(g, tmp_path, runner=boom, echo=lambda m: None, keep_going=True, loader=loader)
     assert ran == [0] and len(out.failed) == 1 and out.busy == [g.specs()[1].relpath()]
 
 
-def test_grid_keep_going_records_failures(task, tmp_path):
+def test_grid_keep_going_records_failures(loader, tmp_path):
     g = Grid.build(tasks=["toy"], methods=["b-only:4", "lora:4"], seeds=[0], epochs=1, lrs=[1e-2], model="toy")
 
     def boom(*a, **k):
         raise RuntimeError("no luck")
 
     with pytest.raises(RuntimeError):
-        run_grid(g, tmp_path, runner=boom, echo=lambda m: None)
-    out = run_grid(g, tmp_path, runner=boom, echo=lambda m: None, keep_going=True)
+        run_grid(g, tmp_path, runner=boom, echo=lambda m: None, loader=loader)
+    out = run_grid(g, tmp_path, runner=boom, echo=lambda m: None, keep_going=True, loader=loader)
     assert len(out.failed) == 2 and "no luck" in out.failed[0][1]
 
 
@@ -390,7 +400,7 @@ def test_report_mean_std_table_layout_csv_and_plots(tmp_path):
     lines = [x for x in md.splitlines() if x.startswith("| ")]
     assert lines[0].split("|")[1:5] == [" Method ", " # Trainable ", " sentiment ", " trec "]
     order = [x.split("|")[1].strip() for x in lines[1:4]]
-    assert order == ["Full FT", "LoRA (r=8)", "B̂_0 A_rand (r=16)"]  # the paper's row order
+    assert order == ["Full FT", "LoRA B̂_0 Â_km (r=8)", "B-only B̂_0 A_rand (r=16)"]  # the paper's row order
     assert f"{100 * statistics.mean([0.80, 0.82, 0.84]):.1f} ± {100 * statistics.stdev([0.80, 0.82, 0.84]):.1f}" in md
     assert "0.001 ×2, 0.003" in md  # chosen learning rates per cell
     assert "sentiment → tweets" in md
@@ -464,7 +474,7 @@ def test_report_combines_results_folders_and_refuses_a_run_given_twice(tmp_path)
 
 def test_report_refuses_to_average_runs_with_different_settings(task, loader, tmp_path):
     for seed, epochs in ((0, 1), (1, 2)):
-        run(spec(seed=seed, epochs=epochs), tmp_path, task=task, model_loader=loader, progress=False, echo=None)
+        run(spec(seed=seed, epochs=epochs), tmp_path, loader=loader, progress=False, echo=None)
     from asymlora.experiments import ReportError
 
     with pytest.raises(ReportError, match="different settings \\(epochs\\)"):
@@ -474,7 +484,7 @@ def test_report_refuses_to_average_runs_with_different_settings(task, loader, tm
 def test_report_on_real_runs(task, loader, tmp_path):
     g = Grid.build(tasks=["toy"], methods=["lora:4", "peft-lora:4"], seeds=[0, 1, 2], epochs=2, batch_size=16,
                    lrs=[1e-2], targets=list(TARGETS), extra_tests=False, model="toy")
-    run_grid(g, tmp_path, task=task, model_loader=loader, progress=False, echo=lambda m: None)
+    run_grid(g, tmp_path, loader=loader, progress=False, echo=lambda m: None)
     (table,) = build_tables(collect(tmp_path))
     ours, peft = table.cell(("lora", 4), "toy"), table.cell(("peft-lora", 4), "toy")
     assert ours.n == peft.n == 3
@@ -489,7 +499,7 @@ def test_a_run_locked_by_a_live_process_is_not_trained_twice(task, loader, tmp_p
     import socket
 
     from asymlora.experiments.grid import status
-    from asymlora.experiments.run import LOCK, RunBusy
+    from asymlora.train.rundir import LOCK, RunBusy
 
     s = spec()
     rd = tmp_path / s.relpath()
@@ -497,12 +507,12 @@ def test_a_run_locked_by_a_live_process_is_not_trained_twice(task, loader, tmp_p
     (rd / LOCK).write_text(json.dumps({"pid": os.getppid(), "host": socket.gethostname()}))  # a live process
     assert status(s, tmp_path) == "busy"
     with pytest.raises(RunBusy, match="being run by process"):
-        run(s, tmp_path, task=task, model_loader=loader, progress=False, echo=None)
+        run(s, tmp_path, loader=loader, progress=False, echo=None)
     g = Grid.build(tasks=["toy"], methods=["b-only:4"], seeds=[0], epochs=2, batch_size=16, lrs=[1e-2],
                    targets=list(TARGETS), extra_tests=False, model="toy")
-    out = run_grid(g, tmp_path, task=task, model_loader=loader, progress=False, echo=lambda m: None)
+    out = run_grid(g, tmp_path, loader=loader, progress=False, echo=lambda m: None)
     assert out.busy == [str(s.relpath())] and not out.done
     (rd / LOCK).write_text(json.dumps({"pid": 2 ** 22 + 12345, "host": socket.gethostname()}))  # a dead one
     assert status(s, tmp_path) == "partial"
-    run(s, tmp_path, task=task, model_loader=loader, progress=False, echo=None)
+    run(s, tmp_path, loader=loader, progress=False, echo=None)
     assert (rd / "result.json").is_file() and not (rd / LOCK).exists()

@@ -12,7 +12,9 @@ pytest.importorskip("accelerate")
 
 import asymlora  # noqa: E402
 from asymlora.experiments import RunSpec, build_tables, collect, run  # noqa: E402
-from asymlora.experiments.toy import toy_model, toy_task, write_toy_model  # noqa: E402
+from asymlora.experiments import Loader  # noqa: E402
+from asymlora.experiments.spec import ADDED_SETTINGS  # noqa: E402
+from toy import toy_model, toy_task, write_toy_model  # noqa: E402
 from asymlora.models import ModelError, load_model  # noqa: E402
 from asymlora.models.pooling import MeanPoolingClassifier, mean_pool  # noqa: E402
 
@@ -94,7 +96,7 @@ def spec(model_dir, **kw):
 @pytest.mark.parametrize("method,rank", [("linear-probe", None), ("b-only", 4)])
 def test_runs_with_the_mean_pooling_head_train_save_and_reload(model_dir, task, tmp_path, method, rank):
     s = spec(model_dir, method=method, rank=rank, targets=("query", "value"))
-    result = run(s, tmp_path, task=task, progress=False, echo=None)
+    result = run(s, tmp_path, loader=Loader(tasks={"toy": task}), progress=False, echo=None)
     rd = tmp_path / s.relpath()
     assert rd.parent.parent.name == "model+mean-pool"
     assert result["pooling"] == "mean" and result["model"] == str(model_dir)
@@ -110,16 +112,17 @@ def test_runs_with_the_mean_pooling_head_train_save_and_reload(model_dir, task, 
 
 def test_folders_written_before_pooling_existed_still_match_and_report(model_dir, task, tmp_path):
     s = spec(model_dir, pooling="model")
-    first = run(s, tmp_path, task=task, progress=False, echo=None)
+    first = run(s, tmp_path, loader=Loader(tasks={"toy": task}), progress=False, echo=None)
     rd = tmp_path / s.relpath()
     for name in ("config.json", "result.json"):  # make the folder look like one written before the setting
         data = json.loads((rd / name).read_text())
-        data["spec"].pop("pooling")
+        for key in ADDED_SETTINGS:
+            data["spec"].pop(key)
         data.pop("pooling", None)
         (rd / name).write_text(json.dumps(data))
-    assert run(s, tmp_path, task=task, model_loader=lambda *a: pytest.fail("trained again"),
-               progress=False, echo=None)["test"] == first["test"]
-    run(spec(model_dir), tmp_path, task=task, progress=False, echo=None)  # the mean-pooling twin
+    never = Loader(tasks={"toy": task}, build=lambda *a: pytest.fail("trained again"))
+    assert run(s, tmp_path, loader=never, progress=False, echo=None)["test"] == first["test"]
+    run(spec(model_dir), tmp_path, loader=Loader(tasks={"toy": task}), progress=False, echo=None)  # mean-pooling twin
     tables = {t.model: t for t in build_tables(collect(tmp_path))}
     assert set(tables) == {str(model_dir), f"{model_dir}+mean-pool"}
     assert all(t.rows == [("linear-probe", None)] for t in tables.values())

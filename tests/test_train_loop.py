@@ -13,8 +13,8 @@ pytest.importorskip("accelerate")
 pytest.importorskip("transformers")
 
 import asymlora  # noqa: E402
-from asymlora.experiments.textdata import encode_split  # noqa: E402
-from asymlora.experiments.toy import toy_model, toy_task, toy_tokenizer  # noqa: E402
+from asymlora.tasks.protocol import Limits  # noqa: E402
+from toy import toy_model, toy_task, toy_tokenizer  # noqa: E402
 from asymlora.train import (  # noqa: E402
     Checkpointer,
     ResumeError,
@@ -30,7 +30,8 @@ from asymlora.train import (  # noqa: E402
 def data():
     task = toy_task(n_train=160, n_val=48, n_test=48)
     tok = toy_tokenizer()
-    return task, encode_split(task, "train", tok, max_length=32), encode_split(task, "validation", tok, max_length=32)
+    limits = Limits(max_length=32)
+    return task, task.encode("train", tok, limits), task.encode("validation", tok, limits)
 
 
 def adapted(preset="lora", dropout=0.0, seed=0):
@@ -245,13 +246,15 @@ DDP_SCRIPT = r'''
 import sys, json, torch
 torch.set_num_threads(1)
 from accelerate import Accelerator
-from asymlora.experiments.toy import toy_task, toy_loader
-from asymlora.experiments.run import RunSpec, run
+from killing import exit_after_step
+from toy import toy_task, toy_loader
+from asymlora.experiments import RunSpec, run
 acc = Accelerator(cpu=True)
 task = toy_task(n_train=96, n_val=25, n_test=23, extra_test=True)
 spec = RunSpec(task="toy", model="toy", method="b-only", rank=4, epochs=2, batch_size=8, lrs=(1e-2,),
                targets=("query", "value"), extra_tests=True, checkpoint_every=2)
-res = run(spec, sys.argv[1], task=task, model_loader=toy_loader(), accelerator=acc, progress=False, echo=None)
+kill = [exit_after_step(int(sys.argv[2]))] if len(sys.argv) > 2 else []
+res = run(spec, sys.argv[1], loader=toy_loader(task), accelerator=acc, progress=False, echo=None, callbacks=kill)
 with open(f"{sys.argv[1]}-process{acc.process_index}.json", "w") as f:
     json.dump({"index": acc.process_index, "processes": acc.num_processes, "test": res["test"]}, f)
 '''
@@ -267,23 +270,22 @@ def test_two_processes_with_torchrun_kill_and_resume(tmp_path):
     import sys
     from pathlib import Path
 
-    from asymlora.train import KILL_ENV
-
     script = tmp_path / "ddp.py"
     script.write_text(DDP_SCRIPT)
-    src = str(Path(__file__).resolve().parents[1] / "src")
-    env = {**os.environ, "PYTHONPATH": src + os.pathsep + os.environ.get("PYTHONPATH", ""), "OMP_NUM_THREADS": "1"}
+    here = Path(__file__).resolve().parent
+    path = os.pathsep.join([str(here.parent / "src"), str(here), os.environ.get("PYTHONPATH", "")])
+    env = {**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", str(script)]
 
-    def launch(out, **extra):
-        return subprocess.run(cmd + [str(out)], env={**env, **extra}, capture_output=True, text=True, timeout=300)
+    def launch(out, *extra):
+        return subprocess.run(cmd + [str(out), *extra], env=env, capture_output=True, text=True, timeout=300)
 
     ref = launch(tmp_path / "ref")
     assert ref.returncode == 0, ref.stderr[-3000:]
     reports = [json.loads((tmp_path / f"ref-process{i}.json").read_text()) for i in (0, 1)]
     assert [(r["index"], r["processes"]) for r in reports] == [(0, 2), (1, 2)]
     assert reports[0]["test"] == reports[1]["test"]  # both processes see the same gathered metrics
-    killed = launch(tmp_path / "run", **{KILL_ENV: "4"})
+    killed = launch(tmp_path / "run", "4")
     assert killed.returncode != 0
     trial = tmp_path / "run" / "toy" / "toy" / "b-only-r4" / "seed0" / "trials" / "lr-0.01"
     assert sorted(p.name for p in (trial / "checkpoint").glob("*.pt")) == ["rng-4-0.pt", "rng-4-1.pt", "state-4.pt"]
@@ -293,7 +295,7 @@ def test_two_processes_with_torchrun_kill_and_resume(tmp_path):
     a = json.loads((tmp_path / "ref" / rel / "result.json").read_text())
     b = json.loads((tmp_path / "run" / rel / "result.json").read_text())
     assert a["test"] == b["test"] and a["sizes"] == b["sizes"] == {"train": 96, "validation": 25, "test": 23,
-                                                                     "shifted": 23}
+                                                                     "train_eval": 96, "shifted": 23}
     assert ((tmp_path / "ref" / rel / "adapter" / "adapter.safetensors").read_bytes()
             == (tmp_path / "run" / rel / "adapter" / "adapter.safetensors").read_bytes())
 

@@ -16,8 +16,8 @@ from .layers import AdaptedConv1D, AdaptedConv2d, AdaptedLayer, AdaptedLinear
 from .peft_interop import export_peft, import_peft
 from .serving import MultiAdapterModel, ServingError, load_many
 from .summary import summary, trainable_parameters
+from .version import __version__
 
-__version__ = "0.1.0"
 
 __all__ = [
     "AdapterConfig", "Factor", "PRESETS", "inject", "adapted_layers", "get_config", "merge", "unmerge",

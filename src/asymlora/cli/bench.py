@@ -6,7 +6,9 @@ import argparse
 import sys
 
 from asymlora.bench.models import BENCH_MODELS
+from asymlora.bench.report import write_json
 from asymlora.bench.sections import SECTIONS
+from asymlora.bench.suite import build_settings, count_failed, render, run_suite
 
 DESCRIPTION = """\
 Measure asymlora against Hugging Face PEFT in one run and print one table of ratios, each row a pair
@@ -70,16 +72,13 @@ def register(subparsers) -> None:
                    help="also write the full record (rows, absolute figures, machine, versions, commit) here")
     p.add_argument("--strict", action="store_true", help="exit with status 1 if any target is not held")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
-    p.set_defaults(func=run)
+    p.set_defaults(func=main)
 
 
-def run(args: argparse.Namespace) -> int:
-    import torch
-
-    from asymlora.bench.suite import build_settings, count_failed, render, run_suite
-    from asymlora.bench.report import write_json
-
+def main(args: argparse.Namespace) -> int:
     import importlib.util
+
+    import torch
 
     missing = [m for m in ("transformers", "peft") if importlib.util.find_spec(m) is None]
     if missing:

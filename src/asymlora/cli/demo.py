@@ -8,10 +8,16 @@ parameters, adapter file bytes, time.
 from __future__ import annotations
 
 import argparse
+import math
 import shutil
 import sys
 import time
 from pathlib import Path
+
+from asymlora.cli.options import add_threads_option, apply_threads, display_width, pad, quiet_libraries
+from asymlora.experiments.loader import Loader
+from asymlora.experiments.run import run
+from asymlora.experiments.spec import RunConflict, RunSpec
 
 DEMO_METHODS = (("lora", 8), ("b-only", 8), ("b-only", 16), ("a-only", 8))
 DEFAULTS = dict(task="sentiment", model="minilm", seed=0, train_examples=1000, val_examples=400, epochs=2,
@@ -26,7 +32,7 @@ what it does (defaults chosen to finish in under 10 minutes on 2 CPU cores, the 
   model    all-MiniLM-L6-v2 (BERT, 6 layers, hidden 384, 22.7M parameters), from a pinned pip package
   adapters on the attention query and value projections of every layer, alpha = 2r (the paper's setting);
            the classification head (385 × 2) trains in full for every method
-  training {DEFAULTS['epochs']} epochs ({DEFAULTS['train_examples'] // DEFAULTS['batch_size'] * DEFAULTS['epochs']} steps), batch {DEFAULTS['batch_size']} (sentences of similar length batched together), at
+  training {DEFAULTS['epochs']} epochs ({math.ceil(DEFAULTS['train_examples'] / DEFAULTS['batch_size']) * DEFAULTS['epochs']} steps), batch {DEFAULTS['batch_size']} (sentences of similar length batched together), at
            most {DEFAULTS['max_length']} tokens, AdamW at lr {DEFAULTS['lr']:g} for every row (a short run wants a larger
            step than the methods' defaults of 1e-3) with 6% linear warm-up then linear decay, gradient
            clipping at 1.0; the epoch with the best validation accuracy is kept; the test split is
@@ -66,21 +72,15 @@ def register(subparsers) -> None:
     p.add_argument("--lr", type=float, default=DEFAULTS["lr"],
                    help=f"learning rate of every row (default {DEFAULTS['lr']:g}; 0 = each method's default)")
     p.add_argument("--fresh", action="store_true", help="delete the demo's earlier runs under --out and retrain")
-    p.add_argument("--threads", default="auto", metavar="N|auto|default",
-                   help="CPU threads for torch (default auto: every core that other processes leave idle; "
-                        "'default': one per core)")
+    add_threads_option(p, default="auto")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=main)
 
 
 def main(args: argparse.Namespace) -> int:
-    from asymlora.cli.run import apply_threads, quiet_libraries
-
     quiet_libraries()
     if not apply_threads(args.threads, "demo"):
         return 2
-    from asymlora.experiments.run import RunConflict, RunSpec, run
-
     started = time.monotonic()
     out = Path(args.out)
     settings = dict(task=args.task, model=args.model, seed=args.seed, epochs=args.epochs, batch_size=args.batch_size,
@@ -103,12 +103,13 @@ def main(args: argparse.Namespace) -> int:
           f"≤ {args.max_length} tokens, lr {args.lr or 'per method'}; validation {args.val_examples or 'all'}, "
           f"test {args.test_examples or 'all'}\n  runs under {out}/ (see asymlora demo --help)\n", flush=True)
     results = []
+    loader = Loader()
     for i, spec in enumerate(specs, start=1):
         print(f"[{i}/{len(specs)}] {spec.display}", flush=True)
         t0 = time.monotonic()
         cached = (out / spec.relpath() / "result.json").is_file()
         try:
-            r = run(spec, out, progress=not args.quiet, echo=None)
+            r = run(spec, out, loader=loader, progress=not args.quiet, echo=None)
         except RunConflict as err:
             print(f"asymlora demo: {err}\n  (or pass --fresh)", file=sys.stderr)
             return 2
@@ -141,20 +142,13 @@ def table(results: list[dict]) -> str:
                      f"{r['test'].get(m, float('nan')):.4f}", *[f"{r['test'][k]:.4f}" for k in extra],
                      f"{r['trainable_params']:,}", f"{r['adapter_bytes']:,}", f"{r['train_seconds']:.0f}",
                      f"{r['_wall']:.0f}" + ("*" if r["_cached"] else "")])
-    widths = [max(_width(h), *(_width(row[i]) for row in rows)) for i, h in enumerate(head)]
+    widths = [max(display_width(h), *(display_width(row[i]) for row in rows)) for i, h in enumerate(head)]
     right = set(range(2, len(head)))
 
     def line(cells: list[str]) -> str:
-        pads = [" " * (w - _width(c)) for c, w in zip(cells, widths)]
-        return "  ".join(p + c if i in right else c + p for i, (c, p) in enumerate(zip(cells, pads))).rstrip()
+        return "  ".join(pad(c, w, right=i in right) for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
 
     return "\n".join([line(head), line(["-" * w for w in widths]), *map(line, rows)])
-
-
-def _width(text: str) -> int:
-    from asymlora.cli.run import display_width
-
-    return display_width(text)
 
 
 def notes(results: list[dict], out: Path) -> str:

@@ -5,6 +5,13 @@ from __future__ import annotations
 import argparse
 import sys
 
+from asymlora.cli.options import add_spec_options, apply_threads, print_methods, quiet_libraries, spec_settings
+from asymlora.experiments.grid import DEFAULT_SEEDS, DEFAULT_TASKS, GRID_PRESETS, Grid, GridError, run_grid, status
+from asymlora.experiments.loader import Loader
+from asymlora.experiments.methods import MethodError
+from asymlora.experiments.report import ReportError, write_report
+from asymlora.experiments.spec import RunConflict
+
 EPILOG = """\
 examples:
   asymlora grid --preset table1 --sweep                    # the paper's Table 1 on the 5 built-in tasks, 3 seeds
@@ -26,9 +33,6 @@ Keep it out of CI. Interrupt it at any time: re-running the command resumes.
 
 
 def register(subparsers) -> None:
-    from asymlora.cli.run import add_spec_options
-    from asymlora.experiments.grid import DEFAULT_SEEDS, DEFAULT_TASKS, PRESETS
-
     p = subparsers.add_parser(
         "grid", help="run a grid of tasks × methods × ranks × seeds (skips finished runs) and report it",
         description="Run every combination of tasks, methods (with ranks) and seeds that is not finished yet "
@@ -36,7 +40,7 @@ def register(subparsers) -> None:
                     "write the report (Table-1 layout) to OUT/report.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", metavar="FILE", help="a grid file (.toml or .json); flags override its values")
-    p.add_argument("--preset", choices=sorted(PRESETS), help="a named set of methods (default table1)")
+    p.add_argument("--preset", choices=sorted(GRID_PRESETS), help="a named set of methods (default table1)")
     p.add_argument("--tasks", nargs="+", metavar="TASK", help=f"default: {' '.join(DEFAULT_TASKS)}")
     p.add_argument("--methods", nargs="+", metavar="METHOD[:RANK]",
                    help="methods, optionally with a rank (b-only:16); default: the preset's")
@@ -48,21 +52,14 @@ def register(subparsers) -> None:
     p.add_argument("--dry-run", action="store_true", help="list the runs and whether each is done, partial or to do")
     p.add_argument("--keep-going", action="store_true", help="continue past a failed run (exit status 1 at the end)")
     p.add_argument("--no-report", action="store_true", help="do not write OUT/report at the end")
-    add_spec_options(p, grid=True)
+    add_spec_options(p, default_out="runs/grid")
     p.set_defaults(func=main)
 
 
 def main(args: argparse.Namespace) -> int:
     if args.list_methods:
-        from asymlora.cli.run import print_methods
-
         print_methods()
         return 0
-    from asymlora.cli.run import apply_threads, quiet_libraries, spec_settings
-    from asymlora.experiments.grid import Grid, GridError, run_grid, status
-    from asymlora.experiments.methods import MethodError
-    from asymlora.experiments.run import RunConflict
-
     quiet_libraries()
     flags = dict(tasks=args.tasks, methods=args.methods, ranks=args.ranks, seeds=args.seeds, preset=args.preset,
                  tune_on_first_seed=args.tune_on_first_seed)
@@ -80,10 +77,11 @@ def main(args: argparse.Namespace) -> int:
     specs = grid.specs()
     if not args.dry_run and not apply_threads(args.threads, "grid"):
         return 2
+    loader = Loader()
     if args.dry_run:
         counts: dict[str, int] = {}
         for spec in specs:
-            concrete = grid.resolve(spec, out)
+            concrete = grid.resolve(spec, out, loader)
             st = "waiting" if concrete is None else status(concrete, out)
             counts[st] = counts.get(st, 0) + 1
             lrs = (f"chosen on seed {grid.seeds[0]}" if concrete is None
@@ -94,7 +92,7 @@ def main(args: argparse.Namespace) -> int:
     print(f"asymlora grid: {len(specs)} runs ({len(grid.tasks)} tasks × {len(grid.methods)} methods × "
           f"{len(grid.seeds)} seeds) under {out}")
     try:
-        outcome = run_grid(grid, out, keep_going=args.keep_going, progress=not args.quiet)
+        outcome = run_grid(grid, out, keep_going=args.keep_going, progress=not args.quiet, loader=loader)
     except RunConflict as err:
         print(f"asymlora grid: {err}", file=sys.stderr)
         return 2
@@ -106,9 +104,10 @@ def main(args: argparse.Namespace) -> int:
           + f"{len(outcome.failed)} failed, in {outcome.seconds:.0f} s")
     for name, msg in outcome.failed:
         print(f"  FAILED {name}: {msg}", file=sys.stderr)
-    if not args.no_report and (outcome.done or outcome.skipped):
-        from asymlora.experiments.report import ReportError, write_report
-
+    if not args.no_report and outcome.busy:
+        print(f"asymlora grid: no report yet: {len(outcome.busy)} run(s) are still in progress in other processes; "
+              f"the last process to finish writes it (or run: asymlora report {out})", file=sys.stderr)
+    elif not args.no_report and (outcome.done or outcome.skipped):
         try:
             paths = write_report(out)
             print(f"report: {paths['markdown']}")

@@ -6,6 +6,9 @@ import argparse
 import os
 import platform
 
+import asymlora
+from asymlora.config import PRESETS, paper_notation
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
@@ -16,14 +19,12 @@ def register(subparsers) -> None:
                     "(a hat marks the trained factor; subscripts: rand = random orthogonal, 0 = zeros, "
                     "km = Kaiming-uniform, U/V = singular vectors of W0).",
     )
-    p.set_defaults(func=run)
+    p.set_defaults(func=main)
 
 
-def run(_args: argparse.Namespace) -> int:
+def main(_args: argparse.Namespace) -> int:
     import torch
 
-    import asymlora
-    from asymlora.config import PRESETS, paper_notation
 
     print(f"asymlora {asymlora.__version__}  torch {torch.__version__}  python {platform.python_version()}")
     for name in ("transformers", "peft", "accelerate"):

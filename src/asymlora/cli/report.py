@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from asymlora.experiments.report import ReportError, write_report
+
 EPILOG = """\
 writes (to RESULTS_DIR/report unless --out is given):
   report.md    test metric mean ± std over seeds: methods as rows, tasks as columns, # trainable
@@ -35,7 +37,6 @@ def register(subparsers) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from asymlora.experiments.report import ReportError, write_report
 
     try:
         paths = write_report(args.results_dir, args.out, plots=not args.no_plots)

@@ -45,7 +45,7 @@ def register(subparsers) -> None:
     p.add_argument("--rtol", type=float, default=None,
                    help="relative singular-value floor of the numerical rank (default: max(d, r) × eps of the "
                         "stored dtype)")
-    p.set_defaults(func=run)
+    p.set_defaults(func=main)
 
 
 def resolve_adapter_dir(path: str | Path) -> Path:
@@ -74,7 +74,7 @@ def _load_base(name: str, pooling: str = "model"):
 
 def read_run_specs(paths) -> list[dict | None]:
     """The RunSpec saved in each folder's config.json (settings added since filled in), None where there is none."""
-    from asymlora.experiments.run import with_added_settings
+    from asymlora.experiments.spec import with_added_settings
 
     specs: list[dict | None] = []
     for p in paths:
@@ -104,7 +104,7 @@ def run_identities(specs) -> tuple[list[str], list[tuple]] | None:
         return None
 
 
-def run(args: argparse.Namespace) -> int:
+def main(args: argparse.Namespace) -> int:
     from asymlora.atomic import atomic_write_json
     from asymlora.checkpoint import CheckpointError
     from asymlora.similarity import (
@@ -153,6 +153,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _environment() -> dict:
-    from asymlora.train.rundir import environment
+    from asymlora.provenance import environment
 
     return environment(seed=None)

@@ -9,6 +9,15 @@ import sys
 import time
 from pathlib import Path
 
+from asymlora import read_factors
+from asymlora.atomic import atomic_write_json
+from asymlora.plots import new_figure, save_figure
+from asymlora.theory.bounds import bound_table, equal_bound_rank
+from asymlora.theory.least_squares import lemma_check
+from asymlora.theory.nonlinear import digits_experiment
+from asymlora.theory.theorem import extreme_example, theorem_experiment
+from asymlora.provenance import environment
+
 SECTIONS = ("lemmas", "theorem", "extreme", "nonlinear", "bounds")
 DEFAULT_LAYERS = "1024x1024*48"  # RoBERTa-large query + value, 24 layers: the paper's GLUE setting
 
@@ -62,7 +71,7 @@ def register(subparsers) -> None:
     p.add_argument("--threads", type=int, default=1,
                    help="torch CPU threads (default %(default)s: the problems are small, and extra threads mostly "
                         "spin-wait when the machine is shared)")
-    p.set_defaults(func=run)
+    p.set_defaults(func=main)
 
 
 # ---- helpers ----------------------------------------------------------------------------------------
@@ -113,7 +122,6 @@ def _section(title: str) -> None:
 # ---- sections ---------------------------------------------------------------------------------------
 
 def _lemmas(args, quick: bool) -> dict:
-    from asymlora.theory.least_squares import lemma_check
 
     ns = (100, 1_000, 10_000) if quick else (100, 1_000, 10_000, 100_000)
     res = lemma_check(32, 32, args.rank, ns, gd_n=500 if quick else 2_000, gd_steps=150 if quick else 300,
@@ -132,7 +140,6 @@ def _lemmas(args, quick: bool) -> dict:
 
 
 def _theorem(args, quick: bool, out: Path) -> list[dict]:
-    from asymlora.theory.theorem import theorem_experiment
 
     ds = _ints(args.ds, "--ds") if args.ds else ([8, 16, 32] if quick else [8, 16, 32, 64, 128, 256])
     trials = args.trials or (40 if quick else 150)
@@ -148,7 +155,6 @@ def _theorem(args, quick: bool, out: Path) -> list[dict]:
 
 
 def _plot_theorem(cells, out: Path) -> None:
-    from asymlora.plots import new_figure, save_figure
 
     groups: dict[tuple[str, str], list] = {}
     for c in cells:
@@ -183,7 +189,6 @@ def _plot_theorem(cells, out: Path) -> None:
 
 
 def _extreme(args) -> list[dict]:
-    from asymlora.theory.theorem import extreme_example
 
     r = args.rank
     rows = [extreme_example(64, 64, r, r_x=rx, seed=args.seed) for rx in (max(1, r // 2), r, 2 * r)]
@@ -197,7 +202,6 @@ def _extreme(args) -> list[dict]:
 
 
 def _nonlinear(args, quick: bool, out: Path) -> dict:
-    from asymlora.theory.nonlinear import digits_experiment
 
     configs = [("pixels", "new-classes")] if quick else [("pixels", "new-classes"), ("pca", "permuted")]
     ranks, seeds = ((2,), (args.seed,)) if quick else ((1, 2, 4, 8), tuple(args.seed + i for i in range(3)))
@@ -216,7 +220,6 @@ def _nonlinear(args, quick: bool, out: Path) -> dict:
 
 
 def _plot_nonlinear(res: dict, out: Path) -> None:
-    from asymlora.plots import new_figure, save_figure
 
     fig, axes = new_figure(1, len(res), figsize=(5.2 * len(res), 4.0))
     for ax, (name, rows) in zip(axes, res.items()):
@@ -236,10 +239,8 @@ def _plot_nonlinear(res: dict, out: Path) -> None:
 
 
 def _bounds(args) -> dict:
-    from asymlora.theory.bounds import bound_table, equal_bound_rank
 
     if args.adapter:
-        from asymlora import read_factors
 
         factors = read_factors(args.adapter)
         dims = [(int(a.shape[1]), int(b.shape[0])) for a, b in factors.values()]
@@ -260,7 +261,7 @@ def _bounds(args) -> dict:
 
 # ---- entry point ---------------------------------------------------------------------------------------
 
-def run(args: argparse.Namespace) -> int:
+def main(args: argparse.Namespace) -> int:
     import torch
 
     sections = [s.strip() for s in args.sections.split(",") if s.strip()]
@@ -287,7 +288,6 @@ def run(args: argparse.Namespace) -> int:
 def _run_sections(args: argparse.Namespace, sections: list[str], out: Path) -> int:
     import torch
 
-    from asymlora.atomic import atomic_write_json
 
     torch.manual_seed(args.seed)
     record: dict = {"command": "asymlora theory", "args": {k: v for k, v in vars(args).items() if k != "func"}}
@@ -315,6 +315,5 @@ def _run_sections(args: argparse.Namespace, sections: list[str], out: Path) -> i
 
 
 def _environment(seed: int) -> dict:
-    from asymlora.train.rundir import environment
 
     return environment(seed)

@@ -1,10 +1,10 @@
-"""A task is data + a model head + a metric.
+"""Text classification and regression: the text task of the task protocol, and the records it splits.
 
-``Task`` holds fixed ``train`` / ``validation`` / ``test`` splits of ``Example`` records, says what
-head a model needs (``kind`` and ``num_labels``) and scores predictions (``metrics``). Text tasks
-use ``Example``; later modalities (images, instruction data) can put their own record type in
-``splits`` and set ``modality``: nothing here reads an example's fields except the helpers that
-are named for text.
+``Task`` holds fixed ``train`` / ``validation`` / ``test`` splits of ``Example`` records (and optional extra
+test sets), says what head a model needs (a sequence classifier with ``num_labels`` outputs, ``problem_type``
+regression for scores) and scores predictions (``metrics``: accuracy, MCC, F1 / Pearson, Spearman, MSE). As a
+:class:`~asymlora.tasks.protocol.TaskProtocol` it tokenises a split (:meth:`Task.encode`, ragged ids padded per
+batch), trains on the model's own loss and evaluates logits → metrics (:meth:`Task.evaluate`).
 
 Splits are made by :func:`split_examples`: each example gets a key ``sha256(seed, text, pair)``,
 which depends on no library version and not on the file's order, and each class is cut at the same
@@ -14,15 +14,17 @@ quantiles of that key (stratified), so the same data and seed always give the sa
 from __future__ import annotations
 
 import hashlib
-import json
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Sequence
 
+from asymlora.data.encoding import TextDataset, text_dataset
 from asymlora.data.metrics import classification_metrics, regression_metrics
+from asymlora.evaluation.predict import gathered_predictions
+from asymlora.tasks.protocol import SPLITS, EvalContext, Evaluation, Limits, TaskProtocol, fingerprint_of, subset
 
-SPLITS = ("train", "validation", "test")
 KINDS = ("classification", "regression")
+DEFAULT_MAX_LENGTH = 64
 
 
 class DataError(ValueError):
@@ -45,7 +47,7 @@ class Example:
 
 
 @dataclass
-class Task:
+class Task(TaskProtocol):
     name: str
     kind: str  # "classification" or "regression"
     splits: dict[str, list[Any]]
@@ -58,6 +60,9 @@ class Task:
     source: str = ""  # provenance: package==version:path, file path, or dataset name
     description: str = ""
     metric_fn: Callable[[Any, Any], dict[str, float]] | None = None  # overrides the kind's default
+
+    head = "sequence-classification"
+    default_max_length = DEFAULT_MAX_LENGTH
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS and self.metric_fn is None:
@@ -79,6 +84,10 @@ class Task:
         """The Hugging Face ``problem_type`` of a sequence-classification head for this task."""
         return "regression" if self.kind == "regression" else "single_label_classification"
 
+    def head_options(self) -> dict[str, Any]:
+        return {"kind": self.kind, "num_labels": self.num_labels, "label_names": tuple(self.label_names),
+                "problem_type": self.problem_type}
+
     # --- the metric -----------------------------------------------------------------------------
     def metrics(self, predictions: Any, labels: Any) -> dict[str, float]:
         """All metrics of this task; ``self.primary_metric`` names the one to select models by."""
@@ -91,15 +100,34 @@ class Task:
 
     # --- records --------------------------------------------------------------------------------
     def labels(self, split: str) -> list[Any]:
-        return [ex.label for ex in self._split(split)]
+        return [ex.label for ex in self.examples(split)]
 
-    def _split(self, split: str) -> list[Any]:
+    def examples(self, split: str) -> list[Any]:
+        """The records of a split or extra test set."""
         if split in self.splits:
             return self.splits[split]
         if split in self.extra_test_sets:
             return self.extra_test_sets[split]
         raise KeyError(f"task {self.name!r} has no split {split!r}; it has "
                        f"{', '.join(list(self.splits) + list(self.extra_test_sets))}")
+
+    # --- the task protocol ------------------------------------------------------------------------
+    def extra_test_names(self) -> tuple[str, ...]:
+        return tuple(self.extra_test_sets)
+
+    def split_size(self, split: str) -> int:
+        return len(self.examples(split))
+
+    def encode(self, split: str, preprocessor: Any, limits: Limits) -> TextDataset:
+        """Token ids of a split (a fixed subset under ``limits.max_examples``), truncated to ``limits.max_length``."""
+        examples = subset(self.examples(split), limits.max_examples, limits.subset_seed)
+        if not examples:
+            raise ValueError(f"task {self.name!r}: split {split!r} is empty")
+        return text_dataset(examples, preprocessor, kind=self.kind, max_length=limits.max_length or self.default_max_length)
+
+    def evaluate(self, model: Any, data: TextDataset, ctx: EvalContext) -> Evaluation:
+        predictions, labels = gathered_predictions(model, data, ctx, collate=data.collate)
+        return Evaluation(self.metrics(predictions, labels))
 
     def summary(self) -> dict[str, Any]:
         """Sizes, label counts and a content fingerprint: what a result file should record."""
@@ -111,7 +139,7 @@ class Task:
 
         sets = {**self.splits, **self.extra_test_sets}
         return {
-            "name": self.name, "kind": self.kind, "num_labels": self.num_labels,
+            "name": self.name, "head": self.head, "kind": self.kind, "num_labels": self.num_labels,
             "label_names": list(self.label_names), "primary_metric": self.primary_metric,
             "source": self.source, "sizes": {k: len(v) for k, v in sets.items()},
             "label_counts": {k: counts(v) for k, v in sets.items()} if self.kind == "classification" else None,
@@ -120,13 +148,8 @@ class Task:
 
     def fingerprint(self) -> str:
         """sha256 over every split's examples (text, pair, label, order): changes if any split does."""
-        h = hashlib.sha256()
-        for name, exs in sorted({**self.splits, **self.extra_test_sets}.items()):
-            h.update(name.encode())
-            for ex in exs:
-                h.update(json.dumps([getattr(ex, "text", None), getattr(ex, "text_pair", None),
-                                     ex.label], ensure_ascii=False).encode())
-        return h.hexdigest()[:16]
+        return fingerprint_of({name: [[ex.text, ex.text_pair, ex.label] for ex in exs]
+                               for name, exs in {**self.splits, **self.extra_test_sets}.items()})
 
 
 def _key(seed: int, ex: Any) -> bytes:

@@ -5,7 +5,7 @@ silent skip); an interrupted run resumes from its checkpoint. Runs are ordered t
 so that a partial grid already compares every method on the first seeds.
 
 A grid file holds the keys ``tasks``, ``methods`` (``"b-only"`` or ``"b-only:16"``), ``ranks``
-(applied to methods given without a rank), ``seeds``, ``preset`` (one of :data:`PRESETS`), and any
+(applied to methods given without a rank), ``seeds``, ``preset`` (one of :data:`GRID_PRESETS`), and any
 :class:`~asymlora.experiments.run.RunSpec` setting (``epochs``, ``sweep``, ``lrs``, ``model`` …)::
 
     # grid.toml
@@ -31,14 +31,16 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from asymlora.atomic import atomic_write_json
+from asymlora.experiments.loader import Loader
 from asymlora.experiments.methods import get_method
-from asymlora.experiments.run import RunBusy, RunConflict, RunSpec, lock_owner, run
-from asymlora.train.rundir import RunDir
+from asymlora.experiments.run import check_conflict, run
+from asymlora.experiments.spec import RunConflict, RunSpec
+from asymlora.train.rundir import RunBusy, RunDir
 
 # The paper's GLUE table on this machine's stand-in tasks (see docs/EXPERIMENTS.md).
 DEFAULT_TASKS = ("sentiment", "sentiment-score", "trec", "sms-spam", "sarcasm")
 DEFAULT_SEEDS = (0, 1, 2)
-PRESETS: dict[str, tuple[str, ...]] = {
+GRID_PRESETS: dict[str, tuple[str, ...]] = {
     # Table 1: baselines, LoRA, B-only and A-only at r and 2r, plus PEFT's LoRA as a cross-check
     "table1": ("full-ft", "linear-probe", "lora:8", "peft-lora:8", "b-only:8", "b-only:16", "a-only:8", "a-only:16"),
     # Table 10: every frozen-factor init at r = 8 and 16, and the trained-both inits at r = 8
@@ -94,9 +96,9 @@ class Grid:
         if unknown:
             raise GridError(f"unknown grid settings {sorted(unknown)}; grid keys are {sorted(GRID_KEYS)} and the run "
                             f"settings {sorted(known)}")
-        if preset is not None and preset not in PRESETS:
-            raise GridError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
-        entries = list(methods or ()) or list(PRESETS[preset or "table1"])
+        if preset is not None and preset not in GRID_PRESETS:
+            raise GridError(f"unknown preset {preset!r}; choose one of {', '.join(GRID_PRESETS)}")
+        entries = list(methods or ()) or list(GRID_PRESETS[preset or "table1"])
         ranks = tuple(int(r) for r in (ranks or (8,)))
         pairs: list[tuple[str, int | None]] = []
         for e in entries:
@@ -131,9 +133,11 @@ class Grid:
                     out.append(RunSpec(task=task, method=method, rank=rank, seed=seed, **_spec_settings(self.settings)))
         return out
 
-    def resolve(self, spec: RunSpec, out: str | Path) -> RunSpec | None:
-        """The spec to actually run. With ``tune_on_first_seed``, a later seed of a swept cell trains only at
-        the lr its first seed chose on validation; ``None`` while that first seed is not finished."""
+    def resolve(self, spec: RunSpec, out: str | Path, loader: Loader) -> RunSpec | None:
+        """The spec to actually run, its task defaults filled in. With ``tune_on_first_seed``, a later seed of a
+        swept cell trains only at the lr its first seed chose on validation; ``None`` while that first seed is
+        not finished."""
+        spec = spec.resolved(loader.task(spec))
         if not self.tune_on_first_seed or spec.seed == self.seeds[0] or len(spec.resolved_lrs()) < 2:
             return spec
         first = RunDir(Path(out) / replace(spec, seed=self.seeds[0]).relpath()).read_result()
@@ -191,24 +195,24 @@ class GridOutcome:
 
 def status(spec: RunSpec, out: str | Path) -> str:
     """``"done"``, ``"busy"`` (another live process runs it), ``"partial"`` (started: resumes),
-    ``"conflict"`` (other settings) or ``"todo"``."""
+    ``"conflict"`` (other settings) or ``"todo"``, of a resolved ``spec``."""
     rd = RunDir(Path(out) / spec.relpath())
     if not rd.path.exists():
         return "todo"
-    from asymlora.experiments.run import check_conflict
-
     try:
         check_conflict(rd, spec)
     except RunConflict:
         return "conflict"
     if rd.is_done():
         return "done"
-    return "busy" if lock_owner(rd.path) is not None else "partial"
+    return "busy" if rd.lock_owner() is not None else "partial"
 
 
 def run_grid(grid: Grid, out: str | Path, *, keep_going: bool = False, progress: bool = True,
-             echo: Callable[[str], None] = print, runner: Callable[..., dict] = run, **run_kwargs: Any) -> GridOutcome:
-    """Run every spec of ``grid`` under ``out`` that is not done yet."""
+             echo: Callable[[str], None] = print, runner: Callable[..., dict] = run, loader: Loader | None = None,
+             **run_kwargs: Any) -> GridOutcome:
+    """Run every spec of ``grid`` under ``out`` that is not done yet, with one :class:`Loader` for all of them."""
+    loader = loader or Loader()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / GRID_FILE, grid.to_dict())
@@ -236,7 +240,7 @@ def run_grid(grid: Grid, out: str | Path, *, keep_going: bool = False, progress:
             return
         echo(f"[{i}/{len(specs)}] {name}: {'resuming' if state == 'partial' else 'running'}")
         try:
-            runner(spec, out, progress=progress, echo=echo, **run_kwargs)
+            runner(spec, out, loader=loader, progress=progress, echo=echo, **run_kwargs)
             outcome.done.append(name)
         except KeyboardInterrupt:
             raise
@@ -253,14 +257,14 @@ def run_grid(grid: Grid, out: str | Path, *, keep_going: bool = False, progress:
     # A later seed waiting for its first seed's lr choice is retried after the rest of the grid.
     waiting = []
     for i, spec in specs:
-        concrete = grid.resolve(spec, out)
+        concrete = grid.resolve(spec, out, loader)
         if concrete is None:
             waiting.append((i, spec))
             echo(f"[{i}/{len(specs)}] {spec.relpath()}: waits for seed {grid.seeds[0]}'s learning-rate choice")
         else:
             attempt(i, concrete)
     for i, spec in waiting:
-        concrete = grid.resolve(spec, out)
+        concrete = grid.resolve(spec, out, loader)
         if concrete is None:
             outcome.busy.append(spec.relpath())
             echo(f"[{i}/{len(specs)}] {spec.relpath()}: seed {grid.seeds[0]} of this cell is not finished "

@@ -8,10 +8,13 @@ paper. ``Avg.`` is the mean over tasks of the cell means, for rows that have eve
 primary metric is lower-is-better, e.g. MSE, are left out of the average). "# Trainable" counts every
 parameter that trains, the head included; the percentage is of the base model's parameters.
 
-Also written: the chosen learning rates per cell, the out-of-domain test sets, cost (adapter file
-bytes, training time), ``report.png`` (bars with std) and ``curves.png`` (validation metric and train
-loss per epoch of the chosen learning rate, mean over seeds: whether the ranking is just "which
-converged first").
+Also written: the chosen learning rates per cell; the extra test sets (out-of-domain sets, environments);
+per task, train / validation / test of the primary metric and the **train − test gap** on the test split and
+each extra set (the paper's Table 13; the train figure is the selected adapter on its training examples with
+dropout off); the task's detail metrics (ROUGE-1/2/L, MMLU categories, … as the task names them); cost
+(adapter file bytes, training time); ``report.png`` (bars with std, axis from zero) and ``curves.png``
+(validation metric and train loss per epoch of the chosen learning rate, mean over seeds: whether the
+ranking is just "which converged first").
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from typing import Any, Iterable, Sequence
 
 from asymlora.atomic import atomic_write_bytes
 from asymlora.experiments.methods import ORDER, get_method
-from asymlora.experiments.run import with_added_settings, with_head
+from asymlora.experiments.spec import with_added_settings, with_head
 
 TASK_ORDER = ("sentiment", "sentiment-score", "trec", "trec-fine", "sms-spam", "sarcasm")
 UNIT_METRICS = frozenset({"accuracy", "f1", "macro_f1", "mcc", "pearson", "spearman"})
@@ -84,6 +87,10 @@ class Cell:
     adapter_bytes: list[int] = field(default_factory=list)
     train_seconds: list[float] = field(default_factory=list)
     extra: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    train: list[float] = field(default_factory=list)  # the primary metric on the training examples
+    val: list[float] = field(default_factory=list)
+    gap: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))  # train − test, per test set
+    detail: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))  # the task's report metrics
     curves: list[list[dict[str, Any]]] = field(default_factory=list)
     metric: str = ""
     settings: dict[str, Any] | None = None  # the run settings shared by the cell's seeds
@@ -167,6 +174,13 @@ def build_tables(results: Iterable[dict[str, Any]]) -> list[Table]:
             c.train_seconds.append(float(r.get("train_seconds") or 0.0))
             for name, m in (r.get("test_extra") or {}).items():
                 c.extra[name].append(float(m.get(metric, math.nan)))
+            if r.get("train"):  # runs written before train metrics were recorded have none
+                c.train.append(float(r["train"].get(metric, math.nan)))
+                for name, g in (r.get("gap") or {}).items():
+                    c.gap[name].append(float(g))
+            c.val.append(float((r.get("val") or {}).get(metric, math.nan)))
+            for name in r.get("report_metrics") or ():
+                c.detail[name].append(float(r["test"].get(name, math.nan)))
             c.curves.append(r.get("_curve") or [])
         for (row, task), c in cells.items():
             _check_lr_protocol(c, row_label(row), task)
@@ -224,6 +238,54 @@ def fmt(mean: float, std: float, metric: str, n: int) -> str:
         return f"{m:.1f}{star}" if metric in UNIT_METRICS else f"{m:.3f}{star}"
     s = scale(std, metric)
     return (f"{m:.1f} ± {s:.1f}{star}" if metric in UNIT_METRICS else f"{m:.3f} ± {s:.3f}{star}")
+
+
+def fmt_gap(values: Sequence[float], metric: str) -> str:
+    """A train − test gap: mean ± std with its sign (×100 for metrics in [−1, 1])."""
+    m, s = mean_std(values)
+    if math.isnan(m):
+        return "—"
+    digits = 1 if metric in UNIT_METRICS else 3
+    text = f"{scale(m, metric):+.{digits}f}"
+    return text + (f" ± {scale(s, metric):.{digits}f}" if not math.isnan(s) else "") + ("*" if len(values) < MIN_SEEDS else "")
+
+
+def gap_tables(table: Table) -> list[str]:
+    """Per task: train, validation and test of the primary metric and the train − test gaps (Table 13)."""
+    lines: list[str] = []
+    for task in table.tasks:
+        cells = [(row, c) for row in table.rows if (c := table.cell(row, task)) is not None]
+        if not any(c.train for _, c in cells):
+            continue
+        metric = table.metrics[task]
+        sets = ["test"] + sorted({n for _, c in cells for n in c.gap if n != "test"})
+        lines += ["", f"Train, validation and test {metric} on {task}, and the train − test gap (the train figure: the "
+                      "selected adapter on its training examples, dropout off):", "",
+                  "| Method | Train | Val | Test | " + " | ".join(f"Gap ({n})" for n in sets) + " |",
+                  "|---|---:|---:|---:|" + "---:|" * len(sets)]
+        for row, c in cells:
+            tr, va = mean_std(c.train), mean_std(c.val)
+            lines.append("| " + " | ".join([row_label(row), fmt(*tr, metric, len(c.train)), fmt(*va, metric, len(c.val)),
+                                             fmt(c.mean, c.std, metric, c.n),
+                                             *[fmt_gap(c.gap.get(n, []), metric) for n in sets]]) + " |")
+    return lines
+
+
+def detail_tables(table: Table) -> list[str]:
+    """Per task with detail metrics (e.g. ROUGE-1/2/L, MMLU categories): their test mean ± std."""
+    lines: list[str] = []
+    for task in table.tasks:
+        cells = [(row, c) for row in table.rows if (c := table.cell(row, task)) is not None]
+        names = list(dict.fromkeys(n for _, c in cells for n in c.detail))
+        if not names:
+            continue
+        lines += ["", f"Test metrics of {task} (mean ± std over seeds):", "",
+                  "| Method | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
+        for row, c in cells:
+            vals = [c.detail.get(n, []) for n in names]
+            lines.append("| " + " | ".join([row_label(row)] + [fmt(*mean_std(v), n, len(v)) if v else "—"
+                                                                for n, v in zip(names, vals)]) + " |")
+    return lines
 
 
 def params_text(table: Table, row) -> str:
@@ -293,6 +355,8 @@ def markdown(table: Table) -> str:
                 m, s = mean_std(vals)
                 cells.append(fmt(m, s, c.metric, len(vals)) if c and vals else "—")
             lines.append("| " + " | ".join([row_label(row), *cells]) + " |")
+    lines += detail_tables(table)
+    lines += gap_tables(table)
     lines += ["", "Cost (median over tasks and seeds):", "", "| Method | adapter file bytes | train s / run |",
               "|---|---:|---:|"]
     for row in table.rows:
@@ -325,12 +389,13 @@ def wide_csv(tables: Sequence[Table]) -> str:
 def runs_csv(results: Sequence[dict[str, Any]]) -> str:
     buf = io.StringIO()
     w = csv.writer(buf)
-    w.writerow(["model", "task", "method", "rank", "seed", "lr", "metric", "val", "test", "trainable_params",
-                "adapter_bytes", "train_seconds", "selected_epoch", "epochs", "run_dir"])
+    w.writerow(["model", "task", "method", "rank", "seed", "lr", "metric", "train", "val", "test", "gap",
+                "trainable_params", "adapter_bytes", "train_seconds", "selected_epoch", "epochs", "run_dir"])
     for r in sorted(results, key=lambda r: (model_name(r), r["task"], _row_key((r["method"], r.get("rank"))), r["seed"])):
         m = r["primary_metric"]
         w.writerow([model_name(r), r.get("task_label") or r["task"], r["method"], r.get("rank") or "", r["seed"],
-                    r["lr"], m, _num(r["val"].get(m)), _num(r["test"].get(m)), r["trainable_params"],
+                    r["lr"], m, _num((r.get("train") or {}).get(m)), _num(r["val"].get(m)), _num(r["test"].get(m)),
+                    _num((r.get("gap") or {}).get("test")), r["trainable_params"],
                     r.get("adapter_bytes"), r.get("train_seconds"), r.get("selected_epoch"), r.get("epochs"),
                     r["_dir"]])
     return buf.getvalue()
@@ -374,8 +439,7 @@ def plot(tables: Sequence[Table], bars_path: Path, curves_path: Path) -> None:
             ax.invert_yaxis()
             finite = [m for m in means if not math.isnan(m)]
             if finite and table.metrics[task] in UNIT_METRICS:
-                lo = min(m - s for m, s in zip(means, stds) if not math.isnan(m))
-                ax.set_xlim(max(0.0, lo - 5.0), min(100.0, max(finite) + 5.0))
+                ax.set_xlim(0.0, min(100.0, max(m + s for m, s in zip(means, stds) if not math.isnan(m)) + 5.0))
             ax.set_title(f"{task} ({table.metrics[task]})", fontsize=9)
             if ax is not axes[0][0]:
                 ax.set_yticklabels([])

@@ -1,11 +1,11 @@
 """Learning-rate selection on the validation split.
 
 Each candidate learning rate trains one model (``trials/lr-<lr>/``): the training split for the
-weights, the validation split for choosing the epoch (best or last, see :mod:`asymlora.train.loop`).
-:func:`pick_lr` then takes the learning rate whose selected epoch has the best validation primary
-metric (ties: the smaller learning rate; NaN: never chosen unless every candidate is NaN). No test
-data is read here; :func:`asymlora.experiments.run.run` evaluates the test split once, afterwards,
-on the chosen trial's saved adapter.
+weights, the validation split for choosing the epoch (best or last, see :mod:`asymlora.train.loop`), by the
+task's selection metric (e.g. accuracy, or the instruction loss). :func:`pick_lr` then takes the learning
+rate whose selected epoch has the best validation value (ties: the smaller learning rate; NaN: never chosen
+unless every candidate is NaN). No test data is read here; :func:`asymlora.experiments.run.run` evaluates
+the test split once, afterwards, on the chosen trial's saved adapter.
 
 The choice is made per run (task × method × rank × seed), so it never uses another seed's data
 order or initialisation; the report lists the chosen values.
@@ -17,7 +17,14 @@ import math
 from typing import Any, Callable, Sequence
 
 from asymlora.atomic import atomic_write_json
+from asymlora.experiments.loader import Loader
+from asymlora.experiments.spec import RunSpec, trial_dirname
+from asymlora.models.registry import default_targets
+from asymlora.summary import trainable_parameters
+from asymlora.tasks.protocol import EvalContext, TaskProtocol
+from asymlora.train.loop import train
 from asymlora.train.rundir import RunDir, dir_bytes
+from asymlora.train.state import Checkpointer
 
 TRIAL = "trial.json"
 
@@ -35,35 +42,34 @@ def pick_lr(trials: Sequence[dict[str, Any]], *, higher: bool = True) -> dict[st
     return min(trials, key=key)
 
 
-def run_trials(spec, rd: RunDir, task: Any, model_loader: Callable, *, accelerator, progress: bool = True,
+def run_trials(spec: RunSpec, rd: RunDir, task: TaskProtocol, loader: Loader, *, accelerator, progress: bool = True,
                callbacks: Sequence[Callable] = (), echo: Callable[[str], None] = print) -> list[dict[str, Any]]:
     """Train (or read back, when already finished) one trial per candidate learning rate."""
-    from asymlora.experiments.run import lr_dirname, prepare_data
-    from asymlora.summary import trainable_parameters
-    from asymlora.train import Checkpointer, train
-
     method = spec.method_obj
     acc = accelerator
     lrs = spec.resolved_lrs()
     trials = []
     for i, lr in enumerate(lrs):
-        td = RunDir(rd.path / "trials" / lr_dirname(lr))
+        td = RunDir(rd.path / "trials" / trial_dirname(lr))
         done = td.read_json(TRIAL)
         if done is not None:
             trials.append(done)
             continue
-        model, tokenizer = model_loader(spec, task)
-        data = prepare_data(spec, task, tokenizer)
-        targets = spec.targets or _default_targets(model)
-        base_params = sum(p.numel() for p in model.parameters())
-        model = method.setup(model, rank=spec.rank, seed=spec.seed, targets=targets)
+        loaded = loader.model(spec, task)
+        data = loader.data(spec, task, loaded.preprocessor)
+        targets = spec.targets or tuple(default_targets(loaded.model))
+        base_params = sum(p.numel() for p in loaded.model.parameters())
+        model = method.setup(loaded.model, rank=spec.rank, seed=spec.seed, targets=targets, head=loaded.head_modules)
         if acc.is_main_process:
             td.write_config({"spec": spec.to_dict(), "lr": lr, "targets": list(targets),
-                             "train": spec.train_config(lr).to_dict()})
+                             "head_modules": list(loaded.head_modules), "train": spec.train_config(lr).to_dict()})
         tag = f"{spec.display} lr={lr:g}" + (f" [{i + 1}/{len(lrs)}]" if len(lrs) > 1 else "")
+        ctx = EvalContext(acc, batch_size=spec.eval_batch_size, progress=progress, desc=f"{tag} validation")
         outcome = train(model, data.train, data.validation, spec.train_config(lr, progress=progress),
-                        metrics_fn=task.metrics, primary_metric=task.primary_metric, collate_fn=data.collate,
-                        run_dir=td, accelerator=acc, callbacks=callbacks, desc=tag)
+                        evaluate_fn=lambda m: task.evaluate(m, data.validation, ctx).metrics,
+                        primary_metric=task.selection_metric, higher_is_better=task.selection_higher_is_better,
+                        collate_fn=task.collator(data.train), loss_fn=task.loss, run_dir=td, accelerator=acc,
+                        callbacks=callbacks, desc=tag)
         record = {
             "lr": lr, "val": outcome.val_metrics, "val_primary": outcome.val_primary,
             "selected_epoch": outcome.selected_epoch, "best_epoch": outcome.best_epoch, "steps": outcome.steps,
@@ -84,19 +90,7 @@ def run_trials(spec, rd: RunDir, task: Any, model_loader: Callable, *, accelerat
         trials.append(record)
         del model
     if len(trials) > 1:
-        best = pick_lr(trials, higher=_higher(task))
-        echo(f"{spec.display}: validation {task.primary_metric} by lr: "
+        best = pick_lr(trials, higher=task.selection_higher_is_better)
+        echo(f"{spec.display}: validation {task.selection_metric} by lr: "
              + ", ".join(f"{t['lr']:g} → {t['val_primary']:.4f}" for t in trials) + f"; chosen {best['lr']:g}")
     return trials
-
-
-def _default_targets(model) -> tuple[str, ...]:
-    from asymlora.models import default_targets
-
-    return tuple(default_targets(model))
-
-
-def _higher(task: Any) -> bool:
-    from asymlora.train import is_lower_better
-
-    return not is_lower_better(task.primary_metric)

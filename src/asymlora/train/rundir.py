@@ -10,22 +10,25 @@
       checkpoint/     the resumable state while the run is in progress (removed when it finishes)
       adapter/        the final adapter (asymlora format: trained factors + head, frozen A as a seed)
       result.json     final metrics, chosen learning rate, parameter counts, adapter bytes, wall time
+      .lock           while a process works on the run: its pid and host (:meth:`RunDir.lock`)
 
 Every file is written atomically (temporary file + ``os.replace``), so a killed run never leaves a
-torn file; ``result.json`` is written last and marks the run as finished.
+torn file; ``result.json`` is written last and marks the run as finished. The lock keeps two processes
+(two grid workers sharing an output folder) from training the same run at once; a lock whose process is
+gone is stale and taken over.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-import platform
 import socket
-import subprocess
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 from asymlora.atomic import atomic_write_bytes, atomic_write_json
+from asymlora.provenance import environment, git_commit, versions
 
 CONFIG = "config.json"
 ENV = "env.json"
@@ -33,56 +36,11 @@ METRICS = "metrics.jsonl"
 RESULT = "result.json"
 CHECKPOINT = "checkpoint"
 ADAPTER = "adapter"
+LOCK = ".lock"
 
 
-def versions() -> dict[str, str | None]:
-    """Versions of the packages that decide a run's numbers (None for one not installed)."""
-    import importlib.metadata as md
-
-    out: dict[str, str | None] = {"python": platform.python_version()}
-    for pkg in ("torch", "transformers", "peft", "accelerate", "safetensors", "numpy", "scikit-learn", "scipy"):
-        try:
-            out[pkg] = md.version(pkg)
-        except md.PackageNotFoundError:
-            out[pkg] = None
-    from asymlora import __version__
-
-    out["asymlora"] = __version__
-    return out
-
-
-def git_commit() -> dict[str, Any] | None:
-    """The commit of the asymlora source tree this process runs from, and whether it has local changes."""
-    src = Path(__file__).resolve().parent.parent  # the asymlora package folder
-    try:
-        top = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=src, capture_output=True, text=True,
-                             timeout=10)
-        if top.returncode != 0:
-            return None
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=src, capture_output=True, text=True, timeout=10)
-        # untracked files inside the package count: a run from new, uncommitted modules is not clean
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "."], cwd=src,
-                               capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    if commit.returncode != 0:
-        return None
-    return {"commit": commit.stdout.strip(), "dirty": bool(dirty.stdout.strip())}
-
-
-def machine() -> dict[str, Any]:
-    import torch
-
-    info: dict[str, Any] = {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-                            "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-                            "hostname": socket.gethostname()}
-    if torch.cuda.is_available():
-        info["cuda"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
-    return info
-
-
-def environment(seed: int, **extra: Any) -> dict[str, Any]:
-    return {"seed": seed, "versions": versions(), "git": git_commit(), "machine": machine(), **extra}
+class RunBusy(RuntimeError):
+    """Another live process is working on this run folder (its ``.lock`` names it)."""
 
 
 class RunDir:
@@ -104,6 +62,53 @@ class RunDir:
 
     def file(self, name: str) -> Path:
         return self.path / name
+
+    # --- the lock ---------------------------------------------------------------------------------
+    def lock_owner(self) -> dict[str, Any] | None:
+        """The live process holding this folder's lock (pid, host), or None if it is free or stale."""
+        try:
+            info = json.loads((self.path / LOCK).read_text())
+        except (OSError, ValueError):
+            return None
+        if not isinstance(info, dict):
+            return None
+        if info.get("host") != socket.gethostname():
+            return info  # another machine: cannot check it, so assume it is alive
+        try:
+            os.kill(int(info["pid"]), 0)
+        except (ProcessLookupError, ValueError, KeyError, TypeError):
+            return None
+        except PermissionError:
+            return info
+        return info
+
+    @contextlib.contextmanager
+    def lock(self, enabled: bool = True) -> Iterator[None]:
+        """Hold ``.lock`` for the duration of the block; :class:`RunBusy` if a live process holds it."""
+        if not enabled:
+            yield
+            return
+        self.path.mkdir(parents=True, exist_ok=True)
+        me = {"pid": os.getpid(), "host": socket.gethostname()}
+        for _ in range(2):
+            try:
+                fd = os.open(self.path / LOCK, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                owner = self.lock_owner()
+                if owner is not None:
+                    raise RunBusy(f"{self.path} is being run by process {owner.get('pid')} on {owner.get('host')}; "
+                                  f"wait for it, or delete {self.path / LOCK} if that process is gone") from None
+                (self.path / LOCK).unlink(missing_ok=True)  # stale: its process died
+                continue
+            with os.fdopen(fd, "w") as f:
+                json.dump(me, f)
+            break
+        else:  # pragma: no cover - lost a race twice
+            raise RunBusy(f"{self.path} is locked by another process")
+        try:
+            yield
+        finally:
+            (self.path / LOCK).unlink(missing_ok=True)
 
     # --- status -----------------------------------------------------------------------------------
     def is_done(self) -> bool:
