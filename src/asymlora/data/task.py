@@ -21,7 +21,7 @@ from typing import Any, Callable, Iterable, Sequence
 from asymlora.data.encoding import TextDataset, text_dataset
 from asymlora.data.metrics import classification_metrics, regression_metrics
 from asymlora.evaluation.predict import gathered_predictions
-from asymlora.tasks.protocol import SPLITS, EvalContext, Evaluation, Limits, TaskProtocol, fingerprint_of, subset
+from asymlora.tasks.protocol import SPLITS, EvalContext, Evaluation, Limits, SplitsMixin, TaskProtocol, fingerprint_of, subset
 
 KINDS = ("classification", "regression")
 DEFAULT_MAX_LENGTH = 64
@@ -47,7 +47,7 @@ class Example:
 
 
 @dataclass
-class Task(TaskProtocol):
+class Task(SplitsMixin, TaskProtocol):
     name: str
     kind: str  # "classification" or "regression"
     splits: dict[str, list[Any]]
@@ -69,9 +69,7 @@ class Task(TaskProtocol):
             raise ValueError(f"task kind {self.kind!r} needs a metric_fn (built-in kinds: {KINDS})")
         if self.kind == "classification" and len(self.label_names) < 2:
             raise ValueError(f"classification task {self.name!r} needs at least two label names")
-        missing = [s for s in SPLITS if s not in self.splits]
-        if missing:
-            raise ValueError(f"task {self.name!r} lacks split(s) {missing}")
+        self.check_splits()
 
     # --- the head -------------------------------------------------------------------------------
     @property
@@ -104,20 +102,9 @@ class Task(TaskProtocol):
 
     def examples(self, split: str) -> list[Any]:
         """The records of a split or extra test set."""
-        if split in self.splits:
-            return self.splits[split]
-        if split in self.extra_test_sets:
-            return self.extra_test_sets[split]
-        raise KeyError(f"task {self.name!r} has no split {split!r}; it has "
-                       f"{', '.join(list(self.splits) + list(self.extra_test_sets))}")
+        return self.part(split)
 
     # --- the task protocol ------------------------------------------------------------------------
-    def extra_test_names(self) -> tuple[str, ...]:
-        return tuple(self.extra_test_sets)
-
-    def split_size(self, split: str) -> int:
-        return len(self.examples(split))
-
     def encode(self, split: str, preprocessor: Any, limits: Limits) -> TextDataset:
         """Token ids of a split (a fixed subset under ``limits.max_examples``), truncated to ``limits.max_length``."""
         examples = subset(self.examples(split), limits.max_examples, limits.subset_seed)

@@ -22,7 +22,7 @@ from torch.utils.data import Dataset
 
 from asymlora.evaluation.predict import lm_loss_and_accuracy
 from asymlora.tasks.lm_format import PromptParts, encode_prompt_response, pad_batch
-from asymlora.tasks.protocol import SPLITS, EvalContext, Evaluation, Limits, TaskProtocol, fingerprint_of, subset
+from asymlora.tasks.protocol import EvalContext, Evaluation, Limits, SplitsMixin, TaskProtocol, fingerprint_of, subset
 
 DEFAULT_MAX_LENGTH = 256
 
@@ -74,7 +74,7 @@ def encode_records(records: Sequence[PromptResponse], tokenizer: Any, max_length
 
 
 @dataclass
-class PromptResponseTask(TaskProtocol):
+class PromptResponseTask(SplitsMixin, TaskProtocol):
     """Fixed splits of :class:`PromptResponse` records, trained and scored by the response-only LM loss."""
 
     name: str
@@ -88,30 +88,14 @@ class PromptResponseTask(TaskProtocol):
     default_max_length = DEFAULT_MAX_LENGTH
 
     def __post_init__(self) -> None:
-        missing = [s for s in SPLITS if s not in self.splits]
-        if missing:
-            raise ValueError(f"task {self.name!r} lacks split(s) {missing}")
+        self.check_splits()
 
     @property
     def report_metrics(self) -> tuple[str, ...]:
         return ("perplexity", "token_accuracy")
 
-    def records(self, split: str) -> list[PromptResponse]:
-        if split in self.splits:
-            return self.splits[split]
-        if split in self.extra_test_sets:
-            return self.extra_test_sets[split]
-        raise KeyError(f"task {self.name!r} has no split {split!r}; it has "
-                       f"{', '.join(list(self.splits) + list(self.extra_test_sets))}")
-
-    def extra_test_names(self) -> tuple[str, ...]:
-        return tuple(self.extra_test_sets)
-
-    def split_size(self, split: str) -> int:
-        return len(self.records(split))
-
     def encode(self, split: str, preprocessor: Any, limits: Limits) -> LMDataset:
-        records = subset(self.records(split), limits.max_examples, limits.subset_seed)
+        records = subset(self.part(split), limits.max_examples, limits.subset_seed)
         data = encode_records(records, preprocessor, limits.max_length or self.default_max_length)
         if not len(data):
             raise ValueError(f"task {self.name!r}: no example of split {split!r} fits in "

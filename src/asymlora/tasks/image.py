@@ -23,7 +23,7 @@ from torch.utils.data import Dataset
 
 from asymlora.data.metrics import classification_metrics
 from asymlora.evaluation.predict import gathered_predictions
-from asymlora.tasks.protocol import SPLITS, EvalContext, Evaluation, Limits, TaskProtocol, fingerprint_of, subset
+from asymlora.tasks.protocol import EvalContext, Evaluation, Limits, SplitsMixin, TaskProtocol, fingerprint_of, subset
 
 
 @dataclass(frozen=True)
@@ -66,7 +66,7 @@ class ImageDataset(Dataset):
 
 
 @dataclass
-class ImageTask(TaskProtocol):
+class ImageTask(SplitsMixin, TaskProtocol):
     """Fixed image splits (and environments as extra test sets) scored by accuracy."""
 
     name: str
@@ -80,34 +80,18 @@ class ImageTask(TaskProtocol):
     primary_metric = "accuracy"
 
     def __post_init__(self) -> None:
-        missing = [s for s in SPLITS if s not in self.splits]
-        if missing:
-            raise ValueError(f"task {self.name!r} lacks split(s) {missing}")
+        self.check_splits()
         if len(self.label_names) < 2:
             raise ValueError(f"image task {self.name!r} needs at least two label names")
         for name, part in {**self.splits, **self.extra_test_sets}.items():
             if len(part) and (int(part.labels.min()) < 0 or int(part.labels.max()) >= len(self.label_names)):
                 raise ValueError(f"task {self.name!r}, {name}: labels outside 0..{len(self.label_names) - 1}")
 
-    def images(self, split: str) -> ImageSet:
-        if split in self.splits:
-            return self.splits[split]
-        if split in self.extra_test_sets:
-            return self.extra_test_sets[split]
-        raise KeyError(f"task {self.name!r} has no split {split!r}; it has "
-                       f"{', '.join(list(self.splits) + list(self.extra_test_sets))}")
-
-    def extra_test_names(self) -> tuple[str, ...]:
-        return tuple(self.extra_test_sets)
-
-    def split_size(self, split: str) -> int:
-        return len(self.images(split))
-
     def head_options(self) -> dict[str, Any]:
         return {"num_labels": len(self.label_names), "label_names": tuple(self.label_names)}
 
     def encode(self, split: str, preprocessor: Any, limits: Limits) -> ImageDataset:
-        part = self.images(split)
+        part = self.part(split)
         keep = subset(range(len(part)), limits.max_examples, limits.subset_seed)
         if not keep:
             raise ValueError(f"task {self.name!r}: split {split!r} is empty")

@@ -159,3 +159,32 @@ class TaskProtocol(ABC):
     @abstractmethod
     def summary(self) -> dict[str, Any]:
         """Name, head, sizes, source and a content fingerprint: what a run folder records."""
+
+
+class SplitsMixin:
+    """For tasks that hold their splits in two dicts, ``splits`` (train / validation / test) and
+    ``extra_test_sets``: lookup by name, sizes and the check that the three splits are there."""
+
+    name: str
+    splits: dict[str, Any]
+    extra_test_sets: dict[str, Any]
+
+    def check_splits(self) -> None:
+        missing = [s for s in SPLITS if s not in self.splits]
+        if missing:
+            raise ValueError(f"task {self.name!r} lacks split(s) {missing}")
+
+    def part(self, split: str) -> Any:
+        """The records of a split or extra test set."""
+        if split in self.splits:
+            return self.splits[split]
+        if split in self.extra_test_sets:
+            return self.extra_test_sets[split]
+        raise KeyError(f"task {self.name!r} has no split {split!r}; it has "
+                       f"{', '.join(list(self.splits) + list(self.extra_test_sets))}")
+
+    def extra_test_names(self) -> tuple[str, ...]:
+        return tuple(self.extra_test_sets)
+
+    def split_size(self, split: str) -> int:
+        return len(self.part(split))
