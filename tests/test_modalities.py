@@ -17,7 +17,7 @@ from asymlora.experiments.report import markdown  # noqa: E402
 from asymlora.tasks.lm_format import IGNORE_INDEX  # noqa: E402
 from asymlora.tasks.protocol import EvalContext, Limits  # noqa: E402
 from asymlora.train import make_accelerator  # noqa: E402
-from toy import (lm_tokenizer, tiny_llama, tiny_llama_build, tiny_vision_build, toy_image_task,  # noqa: E402
+from toy import (lm_tokenizer, tiny_llama_build, tiny_vision_build, toy_image_task,  # noqa: E402
                  toy_instruction_task)
 
 pytestmark = pytest.mark.filterwarnings("ignore:`is_gradient_checkpointing` is deprecated:FutureWarning")

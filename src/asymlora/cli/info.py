@@ -1,13 +1,18 @@
-"""``asymlora info``: versions, the cache folder, and the factor-policy presets with the paper's notation."""
+"""``asymlora info``: versions, the cache folder, built-in models and tasks, and the factor-policy presets."""
 
 from __future__ import annotations
 
 import argparse
-import os
 import platform
 
+import torch
+
 import asymlora
+from asymlora.cli.options import pad
 from asymlora.config import PRESETS, paper_notation
+from asymlora.data.registry import list_tasks
+from asymlora.models.registry import MODELS
+from asymlora.sources.fetch import cache_dir
 
 
 def register(subparsers) -> None:
@@ -23,9 +28,6 @@ def register(subparsers) -> None:
 
 
 def main(_args: argparse.Namespace) -> int:
-    import torch
-
-
     print(f"asymlora {asymlora.__version__}  torch {torch.__version__}  python {platform.python_version()}")
     for name in ("transformers", "peft", "accelerate"):
         try:
@@ -33,11 +35,17 @@ def main(_args: argparse.Namespace) -> int:
             print(f"{name} {module.__version__}")
         except ImportError:
             print(f"{name} (not installed)")
-    print(f"cache: {os.environ.get('ASYMLORA_CACHE') or os.path.expanduser('~/.cache/asymlora')}")
+    print(f"cache: {cache_dir()}")
+    print()
+    print(f"{'model':<20} {'heads':<44} description")
+    for spec in MODELS.values():
+        print(f"{spec.name:<20} {', '.join(spec.heads):<44} {spec.description}")
+    print()
+    print("tasks: " + ", ".join(list_tasks()) + ", glue/<name> (online), or a .csv / .tsv / .jsonl file")
     print()
     print(f"{'preset':<20} {'paper':<14} {'A (input projection)':<24} B (output projection)")
     for name, (a, b) in PRESETS.items():
         fa = f"{a.init}, {'trained' if a.trainable else 'frozen'}"
         fb = f"{b.init}, {'trained' if b.trainable else 'frozen'}"
-        print(f"{name:<20} {paper_notation(a, b):<14} {fa:<24} {fb}")
+        print(f"{name:<20} {pad(paper_notation(a, b), 14)} {fa:<24} {fb}")
     return 0

@@ -19,7 +19,8 @@ from asymlora.train.loop import (
     train,
     trainable_state,
 )
-from asymlora.train.rundir import RunBusy, RunDir, environment, git_commit, versions
+from asymlora.provenance import environment, git_commit, versions
+from asymlora.train.rundir import RunBusy, RunDir
 from asymlora.train.state import Checkpointer, ResumeError
 
 __all__ = [

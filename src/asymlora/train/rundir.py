@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from asymlora.atomic import atomic_write_bytes, atomic_write_json
-from asymlora.provenance import environment, git_commit, versions
+from asymlora.provenance import environment
 
 CONFIG = "config.json"
 ENV = "env.json"
