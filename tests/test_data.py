@@ -152,8 +152,27 @@ def test_missing_file_and_unknown_task(tmp_path):
         get_task(str(tmp_path / "nope.csv"))
     with pytest.raises(DataError, match="unknown task 'nonsense'"):
         get_task("nonsense")
-    with pytest.raises(DataError, match="apply to data files only"):
+    with pytest.raises(DataError, match="task 'sentiment' takes no option label_column; it takes none"):
         get_task("sentiment", label_column="y")
+    with pytest.raises(DataError, match="a data file takes no option per_subject; its options are text_column"):
+        get_task(str(tmp_path / "x.csv"), per_subject="3")
+
+
+def test_built_in_task_options_and_other_file_kinds_reach_their_loaders(tmp_path, monkeypatch):
+    from asymlora.data import registry
+
+    seen = {}
+
+    def loader(*, size: str = "10"):
+        seen["size"] = size
+        return "task"
+
+    monkeypatch.setitem(registry._REGISTERED, "sized", loader)
+    assert get_task("sized", size="3") == "task" and seen == {"size": "3"}
+    monkeypatch.setitem(registry.FILE_KINDS, "instructions", ("json", "dumps"))  # a reader of (path, **options)
+    f = tmp_path / "i.jsonl"
+    f.write_text("{}\n")
+    assert get_task(str(f), task_kind="instructions") == json.dumps(str(f))
 
 
 # --- splitting and de-duplication -------------------------------------------------------------------

@@ -179,3 +179,24 @@ def test_image_transform_gives_grey_images_the_backbones_channels():
     assert torch.allclose(t(two)[0, 2], torch.full((4, 4), -2.0))
     with pytest.raises(ValueError, match="uint8"):
         t(torch.zeros(1, 3, 4, 4))
+
+
+def test_a_task_with_several_heads_takes_the_one_the_model_has(tmp_path):
+    from transformers import BartConfig, LlamaConfig, ViTConfig
+
+    from asymlora.models.registry import ModelError, choose_head, model_heads
+
+    BartConfig(vocab_size=50, d_model=16, encoder_layers=1, decoder_layers=1).save_pretrained(tmp_path / "bart")
+    cfg = LlamaConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2)
+    cfg.architectures = ["LlamaForCausalLM"]
+    cfg.save_pretrained(tmp_path / "llama")
+    ViTConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=2).save_pretrained(tmp_path / "vit")
+    generation = ("causal-lm", "seq2seq-lm")
+    assert model_heads(str(tmp_path / "bart")) == ("seq2seq-lm",)
+    assert choose_head(generation, str(tmp_path / "bart")) == "seq2seq-lm"
+    assert choose_head(generation, str(tmp_path / "llama")) == "causal-lm"
+    assert choose_head(generation, "smollm2") == "causal-lm"  # a built-in's own list
+    assert choose_head(generation, "some-org/unknown-model") == "causal-lm"  # unknown: the task's first
+    assert model_heads(str(tmp_path / "vit")) == ("image-classification",)
+    with pytest.raises(ModelError, match="takes the heads image-classification"):
+        choose_head(generation, str(tmp_path / "vit"))

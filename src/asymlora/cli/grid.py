@@ -64,8 +64,8 @@ def main(args: argparse.Namespace) -> int:
     flags = dict(tasks=args.tasks, methods=args.methods, ranks=args.ranks, seeds=args.seeds, preset=args.preset,
                  tune_on_first_seed=args.tune_on_first_seed)
     flags = {k: v for k, v in flags.items() if v is not None}
-    settings = spec_settings(args)
     try:
+        settings = spec_settings(args)
         if args.config:
             grid = Grid.from_file(args.config, **flags, **settings)
         else:

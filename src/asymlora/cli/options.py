@@ -47,8 +47,10 @@ def add_spec_options(p: argparse.ArgumentParser, *, default_out: str) -> None:
     f = p.add_argument_group("data files (when the task is a .csv / .tsv / .jsonl path)")
     for flag in ("text-column", "text-pair-column", "label-column", "split-column"):
         f.add_argument(f"--{flag}", metavar="COLUMN")
-    f.add_argument("--task-kind", choices=("classification", "regression"),
-                   help="default: inferred from the labels")
+    f.add_argument("--task-kind", help="classification or regression (default: inferred from the labels), or another "
+                                        "modality's file kind (see docs/DATA.md)")
+    g.add_argument("--task-option", action="append", metavar="KEY=VALUE", dest="task_option",
+                   help="an option of the task's loader (repeatable), e.g. a subset size; see docs/DATA.md")
     o = p.add_argument_group("optimisation (AdamW, linear warm-up and decay, gradient clipping)")
     o.add_argument("--lr", type=float, nargs="+", metavar="LR", dest="lrs",
                    help="learning rate; several values are a sweep chosen on validation "
@@ -89,6 +91,11 @@ def spec_settings(args: argparse.Namespace) -> dict[str, Any]:
     if "targets" in out:
         out["targets"] = tuple(out["targets"])
     options = {k: getattr(args, k) for k in FILE_KEYS if getattr(args, k, None) is not None}
+    for item in getattr(args, "task_option", None) or ():
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--task-option takes KEY=VALUE, got {item!r}")
+        options[key.strip().replace("-", "_")] = value.strip()
     if options:
         out["task_options"] = tuple(options.items())
     return out

@@ -53,11 +53,11 @@ def main(args: argparse.Namespace) -> int:
     quiet_libraries()
     if not apply_threads(args.threads, "run"):
         return 2
-    settings = spec_settings(args)
-    for key in ("task", "method", "rank", "seed"):
-        if getattr(args, key) is not None:
-            settings[key] = getattr(args, key)
     try:
+        settings = spec_settings(args)
+        for key in ("task", "method", "rank", "seed"):
+            if getattr(args, key) is not None:
+                settings[key] = getattr(args, key)
         spec = RunSpec(**settings)
     except (TypeError, ValueError) as err:
         print(f"asymlora run: {err}", file=sys.stderr)

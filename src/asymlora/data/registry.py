@@ -7,7 +7,9 @@ they load returns a :class:`~asymlora.tasks.protocol.TaskProtocol`.
 
 from __future__ import annotations
 
+import functools
 import importlib
+import inspect
 from pathlib import Path
 from typing import Any, Callable
 
@@ -24,7 +26,10 @@ _BUILTIN: dict[str, tuple[str, str]] = {  # name: (module, loader function)
     "sms-spam": ("asymlora.data.sms_spam", "load_sms_spam"),
     "sarcasm": ("asymlora.data.sarcasm", "load_sarcasm"),
 }
-_REGISTERED: dict[str, Callable[[], TaskProtocol]] = {}
+_REGISTERED: dict[str, Callable[..., TaskProtocol]] = {}
+# Data files of other modalities, by the ``task_kind`` option: kind -> (module, reader of (path, **options)).
+# Without one (or with classification / regression) a file is a text classification / regression task.
+FILE_KINDS: dict[str, tuple[str, str]] = {}
 
 
 def list_tasks() -> list[str]:
@@ -37,30 +42,42 @@ def register_task(name: str, loader: Callable[[], TaskProtocol]) -> None:
     _REGISTERED[name] = loader
 
 
-def get_task(name_or_path: str | Path, *, text_column: str | None = None, text_pair_column: str | None = None,
-             label_column: str | None = None, task_kind: str | None = None, split_column: str | None = None,
-             seed: int | None = None) -> TaskProtocol:
+def _call_with_options(loader: Callable[..., TaskProtocol], what: str, options: dict[str, Any]) -> TaskProtocol:
+    """``loader(**options)``, refusing options the loader does not take with the list of those it does."""
+    params = inspect.signature(loader).parameters
+    takes = [n for n, p in params.items() if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    unknown = sorted(set(options) - set(takes))
+    if unknown and not any(p.kind == p.VAR_KEYWORD for p in params.values()):
+        raise DataError(f"{what} takes no option {', '.join(unknown)}; "
+                        + (f"its options are {', '.join(takes)}" if takes else "it takes none"))
+    return loader(**options)
+
+
+def get_task(name_or_path: str | Path, **options: Any) -> TaskProtocol:
     """Load a task.
 
     ``name_or_path`` is a built-in name (see :func:`list_tasks`), ``glue/<name>`` (needs ``datasets``
-    and the internet), or a .csv / .tsv / .jsonl file; the keyword flags apply to files only.
+    and the internet), or a .csv / .tsv / .jsonl file. ``options`` go to the task's loader: for a data file its
+    columns and kind (``text_column``, ``label_column``, ``task_kind``, ...; a ``task_kind`` in :data:`FILE_KINDS`
+    other than classification / regression routes the file to that modality's reader); for a built-in task the
+    options its loader declares (e.g. a subset size). Options from the command line arrive as strings.
     """
-    flags = {"text_column": text_column, "text_pair_column": text_pair_column, "label_column": label_column,
-             "task_kind": task_kind, "split_column": split_column, "seed": seed}
-    given = {k: v for k, v in flags.items() if v is not None}
+    options = {k: v for k, v in options.items() if v is not None}
     key = str(name_or_path)
-    if key in _BUILTIN or key in _REGISTERED or key.lower().startswith("glue/"):
-        if given:
-            raise DataError(f"{', '.join(given)} apply to data files only; task {key!r} has fixed columns and splits")
-        if key in _REGISTERED:
-            return _REGISTERED[key]()
-        if key.lower().startswith("glue/"):
-            return load_glue(key.split("/", 1)[1])
+    if key in _REGISTERED:
+        return _call_with_options(_REGISTERED[key], f"task {key!r}", options)
+    if key.lower().startswith("glue/"):
+        return _call_with_options(lambda: load_glue(key.split("/", 1)[1]), f"task {key!r}", options)
+    if key in _BUILTIN:
         module, fn = _BUILTIN[key]
-        loader: Any = getattr(importlib.import_module(module), fn)
-        return loader()
-
+        return _call_with_options(getattr(importlib.import_module(module), fn), f"task {key!r}", options)
     if is_data_file(key) or Path(key).exists():
-        return load_user_file(key, **given)
+        kind = options.get("task_kind")
+        if kind in FILE_KINDS:
+            module, fn = FILE_KINDS[kind]
+            reader = getattr(importlib.import_module(module), fn)
+            rest = {k: v for k, v in options.items() if k != "task_kind"}
+            return _call_with_options(functools.partial(reader, key), f"a {kind} file", rest)
+        return _call_with_options(functools.partial(load_user_file, key), "a data file", options)
     raise DataError(f"unknown task {key!r}: use one of {', '.join(list_tasks())}, glue/<name>, "
                     f"or a path to a .csv, .tsv or .jsonl file")

@@ -22,7 +22,7 @@ from torch.utils.data import Dataset
 from asymlora.data.registry import get_task
 from asymlora.experiments.spec import RunSpec
 from asymlora.models.heads import LoadedModel
-from asymlora.models.registry import build_model
+from asymlora.models.registry import build_model, choose_head
 from asymlora.tasks.protocol import Limits, TaskProtocol
 
 
@@ -52,10 +52,18 @@ class Loader:
         self._data: dict[tuple, tuple[Any, RunData]] = {}  # value keeps the preprocessor alive: its id stays unique
 
     def task(self, spec: RunSpec) -> TaskProtocol:
+        """The run's task, for its model: a task that works with several heads (a summariser: decoder-only or
+        encoder-decoder) takes the first one the model has."""
         key = (spec.task, spec.task_options)
         if key not in self._tasks:
             self._tasks[key] = get_task(spec.task, **dict(spec.task_options))
-        return self._tasks[key]
+        task = self._tasks[key]
+        if len(task.heads) == 1:
+            return task
+        head = choose_head(task.heads, spec.model)
+        if (key, head) not in self._tasks:
+            self._tasks[(key, head)] = task.with_head(head)
+        return self._tasks[(key, head)]
 
     def model(self, spec: RunSpec, task: TaskProtocol) -> LoadedModel:
         """A fresh base model with the task's head (its initialisation seeded by the run seed): a deep copy of

@@ -22,6 +22,7 @@ internet. A hub name fails at once, with a clear :class:`ModelError`, when ``ASY
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import socket
 from dataclasses import dataclass
@@ -37,6 +38,8 @@ from asymlora.models.smollm2 import smollm2_folder
 from asymlora.sources import fetch_pin
 
 DEFAULT_MODEL = "minilm"
+# Model types of image backbones whose folders may name no classifier architecture.
+IMAGE_TYPES = frozenset({"vit", "dinov2", "deit", "beit", "convnext", "swin", "resnet", "efficientnet", "mobilenet_v2"})
 HUB_HOST = ("huggingface.co", 443)
 TRUE = {"1", "true", "yes", "on"}
 
@@ -155,6 +158,42 @@ def resolve_model(name_or_path: str | os.PathLike | None = None) -> tuple[str, b
             raise ModelError(f"{name!r} is neither a built-in model ({', '.join(MODELS)}) nor a local folder, and "
                              f"{why}: use a built-in name or a folder with config.json, or go online")
     return name, False
+
+
+def model_heads(name_or_path: str) -> tuple[str, ...] | None:
+    """The heads a model can take, as far as can be told without loading it: a built-in's list, or for a folder
+    what its ``config.json`` says (an encoder-decoder → seq2seq-lm; ``…ForCausalLM`` → causal-lm; an image
+    model → image-classification); ``None`` when unknown (a hub name not in the cache)."""
+    name = str(name_or_path)
+    if name in MODELS:
+        return MODELS[name].heads
+    config = Path(name).expanduser() / "config.json"
+    if not config.is_file():
+        return None
+    try:
+        cfg = json.loads(config.read_text())
+    except (OSError, ValueError):
+        return None
+    if cfg.get("is_encoder_decoder"):
+        return ("seq2seq-lm",)
+    arch = " ".join(cfg.get("architectures") or [])
+    if "ForCausalLM" in arch:
+        return ("causal-lm", "sequence-classification")
+    if "ImageClassification" in arch or cfg.get("model_type") in IMAGE_TYPES:
+        return ("image-classification",)
+    return ("sequence-classification",) if arch else None
+
+
+def choose_head(task_heads: tuple[str, ...], model: str) -> str:
+    """The first of a task's heads the model takes (the task's first when the model's are unknown)."""
+    known = model_heads(model)
+    if known is None:
+        return task_heads[0]
+    for head in task_heads:
+        if head in known:
+            return head
+    raise ModelError(f"model {model!r} takes the heads {', '.join(known)}; this task needs one of "
+                     f"{', '.join(task_heads)}: choose another model")
 
 
 def build_model(name_or_path: str | os.PathLike | None = None, task: Any = None, *, seed: int | None = None,

@@ -151,6 +151,18 @@ class TaskProtocol(ABC):
         """Metrics (and optional per-example records) of ``model`` on an encoded split."""
 
     # --- the head --------------------------------------------------------------------------------
+    @property
+    def heads(self) -> tuple[str, ...]:
+        """The heads this task can work with, preferred first (e.g. a summariser: causal-lm, seq2seq-lm); the
+        loader picks the first one the model takes and asks for :meth:`with_head`."""
+        return (self.head,)
+
+    def with_head(self, head: str) -> "TaskProtocol":
+        """This task for a model with ``head`` (one of :attr:`heads`)."""
+        if head != self.head:
+            raise ValueError(f"task {self.name!r} works with the heads {', '.join(self.heads)}, not {head!r}")
+        return self
+
     def head_options(self) -> dict[str, Any]:
         """What the model loader needs to build the head (e.g. ``num_labels``, ``label_names``)."""
         return {}
