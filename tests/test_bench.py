@@ -180,30 +180,30 @@ def test_bench_refuses_cuda_without_a_gpu():
 
 
 def test_smollm2_cache_is_checked_before_use(tmp_path):
-    from asymlora.models import smollm2
+    from asymlora.models import gguf, smollm2
     from asymlora.sources.fetch import sha256_file
 
     folder = tmp_path / "dequantised"
     folder.mkdir()
     (folder / "model.safetensors").write_bytes(b"weights")
-    assert not smollm2._cache_is_valid(folder)  # no record of where it came from
-    record = {"format": smollm2._CACHE_FORMAT, "gguf_sha256": smollm2.SMOLLM2_PIN.sha256,
-              "model_sha256": sha256_file(folder / "model.safetensors")}
+    pin = smollm2.SMOLLM2_PIN.sha256
+    assert not gguf.cache_is_valid(folder, pin)  # no record of where it came from
+    record = {"format": gguf.CACHE_FORMAT, "gguf_sha256": pin, "model_sha256": sha256_file(folder / "model.safetensors")}
     (folder / "source.json").write_text(json.dumps(record))
-    assert smollm2._cache_is_valid(folder)
+    assert gguf.cache_is_valid(folder, pin)
     (folder / "model.safetensors").write_bytes(b"damaged")
-    assert not smollm2._cache_is_valid(folder)
+    assert not gguf.cache_is_valid(folder, pin)
     record["model_sha256"] = sha256_file(folder / "model.safetensors")
     record["gguf_sha256"] = "0" * 64  # made from another GGUF file
     (folder / "source.json").write_text(json.dumps(record))
-    assert not smollm2._cache_is_valid(folder)
+    assert not gguf.cache_is_valid(folder, pin)
 
 
 @pytest.mark.slow
 def test_smollm2_loads_with_the_shapes_the_benchmark_relies_on():
-    from asymlora.models.smollm2 import load_smollm2
+    from asymlora.models.causal_lm import load_causal_lm
 
-    model, tokenizer = load_smollm2()
+    model, tokenizer = load_causal_lm("smollm2")
     cfg = model.config
     assert (cfg.num_hidden_layers, cfg.hidden_size, cfg.intermediate_size) == (30, 576, 1536)
     down = model.model.layers[0].mlp.down_proj

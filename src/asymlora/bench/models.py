@@ -60,9 +60,9 @@ def _minilm() -> nn.Module:
 
 
 def _smollm2() -> nn.Module:
-    from asymlora.models.smollm2 import load_smollm2
+    from asymlora.models.causal_lm import load_causal_lm
 
-    model, _ = load_smollm2(tokenizer=False)
+    model, _ = load_causal_lm("smollm2", tokenizer=False)
     return model.eval()
 
 

@@ -12,7 +12,7 @@ import sys
 
 # Sub-command modules, in the order ``--help`` lists them. A module that fails to import
 # (an optional dependency missing) is reported when its command is used, not at start-up.
-SUBCOMMANDS = ("demo", "run", "grid", "report", "theory", "similarity", "bench", "info")
+SUBCOMMANDS = ("demo", "run", "grid", "report", "eval", "generate", "theory", "similarity", "bench", "info")
 
 
 def build_parser() -> argparse.ArgumentParser:
