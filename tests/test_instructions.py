@@ -85,3 +85,5 @@ def test_mmlu_overlap_finds_a_planted_question():
                              "decade according to experts? Explain.")
     near = rec(3, inp="which of the following viruses is most likely to cause a pandemic soon")  # 12 words
     assert ins.mmlu_overlap([clean, planted, near], [q, short]) == [("u:2", 42)]
+    kept, hits = ins.without_mmlu_overlap([clean, planted, near], [q, short])
+    assert kept == [clean, near] and hits == [("u:2", 42)]

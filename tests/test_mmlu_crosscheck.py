@@ -28,9 +28,9 @@ def test_letter_predictions_agree_with_lm_eval(tmp_path):
     pytest.importorskip("lm_eval")
     from asymlora.models.smollm2 import hf_folder
 
-    qs = subset([q for q in load_mmlu() if q.subject in ("marketing", "sociology", "us foreign policy")], 2)
-    report = run_crosscheck(hf_folder(), qs, tmp_path, batch_size=6)
+    qs = subset([q for q in load_mmlu() if q.subject in ("marketing", "sociology")], 2)
+    report = run_crosscheck(hf_folder(), qs, tmp_path, batch_size=4)
     for label in ("base", "b-only-peft"):
         assert report[label]["agreement"] == 1.0, report[label]["disagreements"]
         assert report[label]["max_abs_logprob_diff"] < 1e-3
-    assert report["b-only-peft"]["questions"] == 6
+    assert report["b-only-peft"]["questions"] == 4

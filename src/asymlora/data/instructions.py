@@ -35,7 +35,8 @@ from asymlora.sources import fetch_pin
 from asymlora.sources.pins import FOLDERS
 
 __all__ = ["InstructionRecord", "natural_instruction_subtasks", "load_natural_instructions", "load_instruction_file",
-           "iter_json_list", "load_sharegpt", "dedupe_records", "split_records", "mmlu_overlap"]
+           "iter_json_list", "load_sharegpt", "dedupe_records", "split_records", "mmlu_overlap",
+           "without_mmlu_overlap"]
 
 
 @dataclass(frozen=True)
@@ -248,3 +249,11 @@ def mmlu_overlap(records: Iterable[InstructionRecord], questions: Sequence[MMLUQ
         found = {grams[g] for g in _grams(words, n) if g in grams}
         hits.extend((rec.uid, i) for i in sorted(found))
     return hits
+
+
+def without_mmlu_overlap(records: Sequence[InstructionRecord],
+                         questions: Sequence[MMLUQuestion]) -> tuple[list[InstructionRecord], list[tuple[str, int]]]:
+    """(the records that share no 13-gram with an MMLU question, the hits of :func:`mmlu_overlap`)."""
+    hits = mmlu_overlap(records, questions)
+    bad = {u for u, _ in hits}
+    return [r for r in records if r.uid not in bad], hits
