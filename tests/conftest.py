@@ -74,3 +74,20 @@ def randomize_factors(model, seed: int = 7, scale: float = 0.1) -> None:
                 t = getattr(layer, f"lora_{which}")
                 if layer.is_trainable(which):
                     t.copy_(torch.randn(t.shape, generator=g) * scale)
+
+
+def tiny_llama_folder(folder):
+    """A tiny LlamaForCausalLM (hidden 16, 2 layers) and a word-level tokenizer saved as a Hugging Face folder."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    words = ["<unk>", "<eos>", "hello", "world", "A", "B", "C", "D", "Answer", ":"]
+    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", eos_token="<eos>")
+    fast.save_pretrained(folder)
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=len(words), hidden_size=16, intermediate_size=32, num_hidden_layers=2,
+                      num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=512, eos_token_id=1)
+    LlamaForCausalLM(cfg).save_pretrained(folder)
+    return folder

@@ -11,24 +11,12 @@ import torch
 import asymlora
 from asymlora.models import causal_lm
 from asymlora.models.registry import ModelError
+from conftest import tiny_llama_folder
 
 
 @pytest.fixture(scope="module")
 def tiny_folder(tmp_path_factory):
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
-
-    folder = tmp_path_factory.mktemp("tiny-llama")
-    words = ["<unk>", "<eos>", "hello", "world", "A", "B", "C", "D", "Answer", ":"]
-    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", eos_token="<eos>")
-    fast.save_pretrained(folder)
-    torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=len(words), hidden_size=16, intermediate_size=32, num_hidden_layers=2,
-                      num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=64, eos_token_id=1)
-    LlamaForCausalLM(cfg).save_pretrained(folder)
-    return folder
+    return tiny_llama_folder(tmp_path_factory.mktemp("tiny-llama"))
 
 
 def test_folder_loads_as_causal_lm(tiny_folder):
