@@ -26,10 +26,10 @@ def test_task_files_and_comparison(tmp_path):
 @pytest.mark.slow
 def test_letter_predictions_agree_with_lm_eval(tmp_path):
     pytest.importorskip("lm_eval")
-    from asymlora.models.smollm2 import hf_folder
+    from asymlora.models.smollm2 import smollm2_folder
 
     qs = subset([q for q in load_mmlu() if q.subject in ("marketing", "sociology")], 2)
-    report = run_crosscheck(hf_folder(), qs, tmp_path, batch_size=4)
+    report = run_crosscheck(smollm2_folder(), qs, tmp_path, batch_size=4)
     for label in ("base", "b-only-peft"):
         assert report[label]["agreement"] == 1.0, report[label]["disagreements"]
         assert report[label]["max_abs_logprob_diff"] < 1e-3
