@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from asymlora.bench.measure import SavedTensorTracer, peak_memory
-from asymlora.bench.methods import METHODS, adapter_modules, prepare
+from asymlora.bench.methods import BENCH_CONFIGS, adapter_modules, prepare
 from asymlora.bench.models import get_bench_model, make_batch
 from asymlora.bench.report import Row
 
@@ -114,7 +114,7 @@ def test_row_ratios_and_targets():
 
 def test_every_method_builds_and_trains_one_step(tiny):
     spec, base, batch = tiny
-    for method in METHODS:
+    for method in BENCH_CONFIGS:
         p = prepare(method, base, spec, rank=4, dropout=0.0)
         loss = p.model(**batch).loss
         loss.backward()

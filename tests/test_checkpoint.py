@@ -9,8 +9,10 @@ import torch.nn as nn
 from safetensors.torch import load_file
 
 import asymlora
+from asymlora.adapter_file import AdapterFolder
 from asymlora.checkpoint import CONFIG_NAME, WEIGHTS_NAME, CheckpointError
 from conftest import TinyNet, randomize_factors, tiny_bert
+from fuzz.edit import resign
 
 
 def _trained(preset, **kw):
@@ -47,8 +49,8 @@ def test_b_only_file_holds_b_and_the_head_only(tmp_path):
     assert layer_keys == {f"layers.{n}.lora_B" for n in ("conv", "proj", "mlp.0", "mlp.2")}
     assert {k for k in keys if k.startswith("train_modules.")} == {"train_modules.classifier.weight",
                                                                    "train_modules.classifier.bias"}
-    meta = asymlora.checkpoint.read_meta(tmp_path)
-    assert meta["layers"]["proj"]["A"]["stored"] is False and meta["layers"]["proj"]["A"]["seed"] > 0
+    entry = AdapterFolder.open(tmp_path).layers["proj"]
+    assert entry.A.stored is False and entry.A.seed > 0 and entry.B.stored and entry.B.dtype == "F32"
 
 
 def test_b_only_file_is_d_out_over_d_in_plus_d_out_of_lora(tmp_path):
@@ -76,6 +78,9 @@ def test_regenerated_factor_mismatch_is_a_clear_error(tmp_path):
     group = next(g for g in meta["layer_groups"] if g["name"] == "proj")
     group["A"]["fingerprint"][0] += 1.0  # as if another platform drew another matrix
     (tmp_path / CONFIG_NAME).write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match="the config was edited after the save"):
+        asymlora.load_adapter(_fresh(), tmp_path)
+    resign(tmp_path)  # an edit that also fixed the checksums: the fingerprint check still holds
     with pytest.raises(CheckpointError, match=r"proj: the frozen factor A .*store_frozen=True"):
         asymlora.load_adapter(_fresh(), tmp_path)
 
@@ -123,7 +128,7 @@ def test_a_crash_while_saving_leaves_the_previous_checkpoint_intact(tmp_path, mo
 
     def boom(*a, **k):
         raise KeyboardInterrupt("killed mid-save")
-    monkeypatch.setattr(ck, "save_file", boom)
+    monkeypatch.setattr(ck, "serialize", boom)
     saved_b = net.proj.lora_B.detach().clone()
     with torch.no_grad():
         net.proj.lora_B.add_(1.0)
@@ -161,26 +166,31 @@ def test_config_json_groups_alike_layers_and_format_1_files_still_load(tmp_path,
     text = (tmp_path / CONFIG_NAME).read_text()
     meta = json.loads(text)
     assert "\n" not in text.strip() and ", " not in text  # one line, no padding
-    assert meta["format_version"] == 2 and "layers" not in meta
+    assert meta["format_version"] == 3 and "layers" not in meta
     group = next(g for g in meta["layer_groups"] if g["name"] == "proj")
     assert set(group["A"]) == {"stored", "fingerprint"}  # init / trainable / seed follow from the config
-    assert set(group["B"]) == {"stored"}  # stored: covered by the file's sha256, no fingerprint
-    filled = asymlora.checkpoint.read_meta(tmp_path)
-    assert set(filled["layers"]) == {"conv", "proj", "mlp.0", "mlp.2"}
-    entry = filled["layers"]["proj"]
-    assert entry["A"]["init"] == "orthogonal" and entry["A"]["trainable"] is False and entry["A"]["regenerable"]
-    assert entry["A"]["seed"] == net.proj.seeds["A"] and entry["B"]["seed"] == net.proj.seeds["B"]
+    assert set(group["B"]) == {"stored", "dtype"}  # stored: covered by the file's sha256, no fingerprint
+    assert meta["train_params"] == {"classifier.weight": {"dtype": "F32", "shape": [3, 24]},
+                                    "classifier.bias": {"dtype": "F32", "shape": [3]}}
+    folder = AdapterFolder.open(tmp_path)
+    assert set(folder.layers) == {"conv", "proj", "mlp.0", "mlp.2"}
+    entry = folder.layers["proj"]
+    assert entry.A.init == "orthogonal" and entry.A.trainable is False and entry.A.regenerable
+    assert entry.A.seed == net.proj.seeds["A"] and entry.B.seed == net.proj.seeds["B"]
     # format 1 (one entry per layer, every field spelt out, a fingerprint per regenerated factor) loads the same
-    v1 = {k: v for k, v in meta.items() if k != "layer_groups"}
+    v1 = {k: v for k, v in meta.items() if k not in ("layer_groups", "train_params")}
     v1["format_version"] = 1
     v1["layers"] = {}
     for name, layer in asymlora.adapted_layers(net):
-        e = {k: filled["layers"][name][k] for k in ("d_in", "d_out", "rank", "scale")}
+        entry = folder.layers[name]
+        e = {"d_in": entry.d_in, "d_out": entry.d_out, "rank": entry.rank, "scale": entry.scale}
         for which in "AB":
-            e[which] = dict(filled["layers"][name][which])
+            f = entry.factor(which)
+            e[which] = {"init": f.init, "trainable": f.trainable, "seed": f.seed, "stored": f.stored,
+                        "regenerable": f.regenerable}
         e["A"]["fingerprint"] = asymlora.init.fingerprint(layer.lora_A)
         e["B"]["fingerprint"] = [0.0] * 5  # a stored factor is checked by the file's sha256, not by this
-        e["kind"], e["alpha"] = "linear", 6.0
+        e["kind"], e["alpha"] = layer.kind, 6.0
         v1["layers"][name] = e
     (tmp_path / CONFIG_NAME).write_text(json.dumps(v1, indent=2))
     assert torch.equal(asymlora.load_adapter(_fresh(), tmp_path)(tiny_input), out)
@@ -194,6 +204,7 @@ def test_config_json_groups_alike_layers_and_format_1_files_still_load(tmp_path,
         asymlora.load_adapter(_fresh(), tmp_path)
     meta["layer_groups"][0]["index"] = 17
     (tmp_path / CONFIG_NAME).write_text(json.dumps(meta))
+    resign(tmp_path)
     with pytest.raises(CheckpointError, match="layer group index"):
         asymlora.load_adapter(_fresh(), tmp_path)
 
@@ -221,3 +232,13 @@ def _stack(depth):
     torch.manual_seed(0)
     return nn.Sequential(*[nn.Sequential(nn.Linear(16, 16), nn.ReLU(), nn.Linear(16, 8), nn.Linear(8, 16))
                            for _ in range(depth)])
+
+
+def test_saving_the_same_adapter_twice_gives_the_same_bytes(tmp_path):
+    """safetensors writes its header metadata in a random order; the adapter's files must not vary."""
+    net = _trained("b-only")
+    files = []
+    for i in range(4):
+        asymlora.save_adapter(net, tmp_path / str(i))
+        files.append({p.name: p.read_bytes() for p in (tmp_path / str(i)).iterdir()})
+    assert all(f == files[0] for f in files)

@@ -43,9 +43,9 @@ def test_json_round_trip():
     (dict(rank_pattern={"q": 0}), "rank_pattern"),
     (dict(dropout=1.0), "dropout"),
     (dict(scaling="sqrt"), "scaling"),
-    (dict(alpha=0), "alpha must be > 0"),
+    (dict(alpha=0), "alpha must be a finite number > 0"),
     (dict(targets=[]), "targets is empty"),
-    (dict(targets="(unclosed"), "valid regex"),
+    (dict(targets="(unclosed"), "valid regular expression"),
 ])
 def test_bad_values_are_refused_with_a_message(kwargs, message):
     with pytest.raises((ValueError, TypeError), match=message):

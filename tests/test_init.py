@@ -2,7 +2,9 @@ import math
 
 import pytest
 import torch
+import torch.nn as nn
 
+import asymlora
 from asymlora.init import (factor_seed, fingerprint, fingerprints_match, haar_orthonormal_columns,
                            init_factor, kaiming_uniform, svd_factors)
 
@@ -79,3 +81,43 @@ def test_fingerprint_tolerates_roundoff_but_not_another_matrix():
     a = init_factor("orthogonal", "A", (4, 30), seed=5)
     assert fingerprints_match(fingerprint(a), fingerprint(a + 1e-9))
     assert not fingerprints_match(fingerprint(a), fingerprint(init_factor("orthogonal", "A", (4, 30), seed=6)))
+
+
+# ---- the frozen factor is the same everywhere, for ever (issue 15) ----------------------------------
+# Old checkpoints store a frozen random factor as its seed only; if a change of torch, platform or
+# device made the same seed give another matrix, they would load a different model. These numbers were
+# produced by asymlora 0.1.0 with torch 2.13 on x86-64 and must never change (up to LAPACK round-off).
+
+def test_the_seed_derivation_is_pinned():
+    assert factor_seed(0, "encoder.layer.0.attention.self.query", "A") == 339444080634078481
+    assert factor_seed(0, "encoder.layer.0.attention.self.query", "B") != 339444080634078481
+
+
+def test_the_generated_frozen_factors_are_pinned():
+    a = init_factor("orthogonal", "A", (4, 16), seed=factor_seed(0, "encoder.layer.0.attention.self.query", "A"))
+    expected = [-0.12205637950880321, 0.2787638004269488, 0.47600988165252334, 0.09620072329744173]
+    assert torch.allclose(a[0, :4], torch.tensor(expected, dtype=torch.float64), atol=1e-9, rtol=0)
+    assert torch.allclose(a[3, -2:], torch.tensor([-0.10550965009041584, 0.297030906441437], dtype=torch.float64),
+                          atol=1e-9, rtol=0)
+    assert fingerprints_match([2.502034136071326, -3.008248556327759, 3.243838054377988, -0.4083896288250479, 2.0],
+                              fingerprint(a))
+    k = init_factor("kaiming", "A", (2, 8), seed=factor_seed(3, "mlp.0", "A"))
+    assert k[0, :3].tolist() == [0.2955301042421926, 0.056790953197874736, 0.05436217044100444]
+    g = init_factor("gaussian", "B", (8, 2), seed=factor_seed(3, "mlp.0", "B"))
+    assert g[:2, 0].tolist() == [0.21297245978022603, 0.28102557331701605]
+
+
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32, torch.float64])
+def test_frozen_factors_are_drawn_on_the_cpu_in_float64_whatever_the_model(device, dtype):
+    """The layer's A is the CPU float64 draw, only then cast to the factor dtype and moved."""
+    net = nn.Sequential(nn.Linear(16, 8)).to(device=device, dtype=dtype)
+    asymlora.inject(net, asymlora.AdapterConfig.preset("b-only", rank=4, targets=["0"], seed=5))
+    layer = net[0]
+    reference = init_factor("orthogonal", "A", (4, 16), seed=layer.seeds["A"])
+    factor_dtype = torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
+    assert layer.lora_A.device.type == device and layer.lora_A.dtype == factor_dtype
+    assert torch.equal(layer.lora_A.cpu(), reference.to(factor_dtype))

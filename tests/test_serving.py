@@ -93,8 +93,8 @@ def test_a_is_computed_once_per_layer(llama_adapters, monkeypatch):
     multi = load_many(copy.deepcopy(base), dirs)
     calls = []
     layer = next(m for _, m in multi.layers())
-    real = layer._template.project
-    monkeypatch.setattr(layer._template, "project", lambda x, a: calls.append(x.shape) or real(x, a))
+    real = layer.layout.project
+    monkeypatch.setattr(layer.layout, "project", lambda x, a: calls.append(x.shape) or real(x, a))
     ids = torch.randint(0, 64, (4, 5), generator=torch.Generator().manual_seed(2))
     with torch.no_grad():
         multi(input_ids=ids, adapter_ids=[0, 1, 2, 1])

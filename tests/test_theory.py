@@ -29,7 +29,8 @@ from asymlora.theory import (
     train_adapter_layer,
     trainable_numbers,
 )
-from asymlora.theory.theorem import _haar_batch, explained_terms, sample_instances
+from asymlora.init import haar
+from asymlora.theory.theorem import explained_terms, sample_instances
 
 
 def _instance(seed=0, d_in=12, d_out=9, r=3, cov_rank=None):
@@ -234,8 +235,8 @@ def test_batched_terms_match_the_lemmas(sigma):
     gen = torch.Generator().manual_seed(1)
     d, r = 10, 3
     f, dm, _ = sample_instances(3, d, sigma=sigma, delta="gaussian", r_x=r, delta_rank=r, decay=1.0, gen=gen)
-    q = _haar_batch(3, d, r, gen).transpose(-2, -1)
-    u = _haar_batch(3, d, r, gen)
+    q = haar(d, r, gen, batch=(3,)).transpose(-2, -1)
+    u = haar(d, r, gen, batch=(3,))
     terms = explained_terms(f, dm, q, u, r)
     for t in range(3):
         cov = f[t] @ f[t].T
@@ -258,7 +259,7 @@ def test_batched_terms_when_q_misses_part_of_the_input_space():
     m = torch.randn(d, r, generator=gen, dtype=torch.float64)
     q = torch.linalg.qr(m - f2 @ (f2.T @ m))[0].T[None]  # orthonormal rows, all ⟂ f2
     dm = torch.randn(1, d, d, generator=gen, dtype=torch.float64)
-    u = _haar_batch(1, d, r, gen)
+    u = haar(d, r, gen, batch=(1,))
     terms = explained_terms(f, dm, q, u, r)
     cov = f[0] @ f[0].T
     total = float(torch.trace(dm[0] @ cov @ dm[0].T))

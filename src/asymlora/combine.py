@@ -30,8 +30,10 @@ from typing import Mapping, Sequence
 import torch
 import torch.nn as nn
 
-from .checkpoint import CheckpointError, load_adapter, read_factors, read_meta
+from .adapter_file import AdapterFolder
+from .checkpoint import folder_factors, load_folder
 from .inject import adapted_layers
+from .peft_folder import is_peft_folder
 
 __all__ = ["CombineError", "combine", "combine_factors", "shared_factor"]
 
@@ -161,22 +163,18 @@ def combine(base_model: nn.Module, adapter_dirs: Sequence[str | os.PathLike],
     if train_modules not in ("arithmetic", "first", "error"):
         raise ValueError(f"train_modules must be 'arithmetic', 'first' or 'error', got {train_modules!r}")
     dirs = [Path(d) for d in adapter_dirs]
-    metas = []
     for d in dirs:
-        try:
-            metas.append(read_meta(d))
-        except CheckpointError as err:
-            if (d / "adapter_config.json").is_file() and "PEFT" in str(err):
-                raise CombineError(f"{d} is a PEFT adapter; combine reads asymlora adapters. Import it with "
-                                   "asymlora.import_peft(..., train='B') and save it with asymlora.save_adapter "
-                                   "first (only adapters that share a factor can be combined exactly)") from None
-            raise
+        if is_peft_folder(d):
+            raise CombineError(f"{d} is a PEFT adapter; combine reads asymlora adapters. Import it with "
+                               "asymlora.import_peft(..., train='B') and save it with asymlora.save_adapter "
+                               "first (only adapters that share a factor can be combined exactly)")
+    folders = [AdapterFolder.open(d) for d in dirs]
     labels = [str(d) for d in dirs]
-    factors = [read_factors(d, base_model) for d in dirs]
-    scales = [{name: float(entry["scale"]) for name, entry in meta["layers"].items()} for meta in metas]
+    factors = [folder_factors(f, base_model) for f in folders]
+    scales = [f.scales() for f in folders]
     shared = shared_factor(factors, labels=labels, tolerance=tolerance)
 
-    module_sets = [tuple(m.get("train_modules") or ()) for m in metas]
+    module_sets = [f.train_modules for f in folders]
     if any(module_sets):
         if train_modules == "error":
             raise CombineError(f"{labels[[bool(s) for s in module_sets].index(True)]} trains full modules "
@@ -187,36 +185,33 @@ def combine(base_model: nn.Module, adapter_dirs: Sequence[str | os.PathLike],
                                "they cannot be combined as one adapter")
     base_params = ({n: p.detach().clone() for n, p in base_model.named_parameters()}
                    if any(module_sets) and train_modules == "arithmetic" else {})
+    totals = _train_module_deltas(folders, weights, base_params) if base_params else {}
+    # the first adapter's layers keep their scales (load checks them against its config)
+    combined = combine_factors(factors, scales, weights, folders[0].scales(), shared=shared)
 
-    model = load_adapter(base_model, dirs[0])
+    model = load_folder(base_model, folders[0])  # all or nothing; what follows cannot fail
     layers = dict(adapted_layers(model))
-    target_scales = {name: layer.scale for name, layer in layers.items()}
-    combined = combine_factors(factors, scales, weights, target_scales, shared=shared)
     summed = "B" if shared == "A" else "A"
     for name, (a, b) in combined.items():
         layers[name].set_factor(summed, a if summed == "A" else b)
 
-    if any(module_sets) and train_modules == "arithmetic":
-        _combine_train_modules(model, dirs, metas, weights, base_params)
+    if totals:
+        params = dict(model.named_parameters())
+        with torch.no_grad():
+            for pname, delta in totals.items():
+                base = base_params[pname]
+                params[pname].copy_((base.to("cpu", torch.float64) + delta).to(base.dtype))
     return model
 
 
-def _combine_train_modules(model: nn.Module, dirs: Sequence[Path], metas: Sequence[dict], weights: Sequence[float],
-                           base_params: Mapping[str, torch.Tensor]) -> None:
-    from .checkpoint import read_tensors
-
-    params = dict(model.named_parameters())
+def _train_module_deltas(folders: Sequence[AdapterFolder], weights: Sequence[float],
+                         base_params: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Σ wᵢ (θᵢ − θ0) for every parameter trained in full (θ0: the base model's value)."""
     totals: dict[str, torch.Tensor] = {}
-    for d, meta, w in zip(dirs, metas, weights):
-        for key, value in read_tensors(d, meta).items():
-            if not key.startswith("train_modules."):
-                continue
-            pname = key[len("train_modules."):]
+    for folder, w in zip(folders, weights):
+        for pname, value in folder.train_tensors.items():
             if pname not in base_params:
-                raise CombineError(f"{d}: trained parameter {pname!r} is not in the base model")
+                raise CombineError(f"{folder.path}: trained parameter {pname!r} is not in the base model")
             delta = value.double() - base_params[pname].to("cpu", torch.float64)
             totals[pname] = totals.get(pname, torch.zeros_like(delta)) + w * delta
-    with torch.no_grad():
-        for pname, delta in totals.items():
-            base = base_params[pname]
-            params[pname].copy_((base.to("cpu", torch.float64) + delta).to(base.dtype))
+    return totals

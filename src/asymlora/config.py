@@ -15,14 +15,22 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import re
+import math
 import unicodedata
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
+from .names import check_pattern
+
 INITS = ("orthogonal", "zeros", "kaiming", "gaussian", "svd")
 SCALINGS = ("standard", "rslora")
 ALL_LINEAR = "all-linear"
+MAX_SEED = 2**64
+
+
+class ConfigError(ValueError, TypeError):
+    """A configuration value of the wrong type or out of range (a ``ValueError``, and a ``TypeError``
+    for code written against earlier versions, which raised that for wrong types)."""
 
 
 @dataclass(frozen=True)
@@ -45,10 +53,20 @@ class Factor:
     trainable: bool
 
     def __post_init__(self) -> None:
-        if self.init not in INITS:
-            raise ValueError(f"Factor init must be one of {INITS}, got {self.init!r}")
+        if not isinstance(self.init, str) or self.init not in INITS:
+            raise ConfigError(f"Factor init must be one of {INITS}, got {self.init!r}")
         if not isinstance(self.trainable, bool):
-            raise TypeError(f"Factor trainable must be a bool, got {self.trainable!r}")
+            raise ConfigError(f"Factor trainable must be a bool (True or False), got {self.trainable!r}")
+
+    @classmethod
+    def from_dict(cls, d: Any, what: str = "factor") -> "Factor":
+        """``{"init": ..., "trainable": ...}`` → Factor, with errors that name ``what``."""
+        if not isinstance(d, Mapping) or set(d) != {"init", "trainable"}:
+            raise ConfigError(f"{what} must be an object with exactly the fields 'init' and 'trainable', got {d!r}")
+        try:
+            return cls(d["init"], d["trainable"])
+        except ConfigError as err:
+            raise ConfigError(f"{what}: {err}") from None
 
     def paper_symbol(self, letter: str) -> str:
         """The paper's notation for this factor, e.g. ``B̂_0`` or ``A_rand``."""
@@ -78,6 +96,11 @@ PRESETS: dict[str, tuple[Factor, Factor]] = {
     "lora-b-orthogonal": (Factor("zeros", True), Factor("orthogonal", True)),  # B̂_rand Â₀
     "lora-b-kaiming": (Factor("zeros", True), Factor("kaiming", True)),  # B̂_km Â₀
 }
+
+
+def scale_for(alpha: float, rank: int, scaling: str) -> float:
+    """s = alpha / r (``"standard"``) or alpha / √r (``"rslora"``)."""
+    return float(alpha) / (math.sqrt(rank) if scaling == "rslora" else rank)
 
 
 def paper_notation(a: Factor, b: Factor) -> str:
@@ -126,44 +149,51 @@ class AdapterConfig:
 
     def __post_init__(self) -> None:
         # normalise sequences to tuples so that the config is hashable and JSON round-trips
-        if not isinstance(self.targets, str):
-            object.__setattr__(self, "targets", tuple(self.targets))
+        for key in ("a", "b"):
+            if not isinstance(getattr(self, key), Factor):
+                raise ConfigError(f"{key} must be a Factor, e.g. {key}=Factor('orthogonal', False), got "
+                                  f"{getattr(self, key)!r}; or start from AdapterConfig.preset(name)")
+        if isinstance(self.targets, str):
+            if self.targets != ALL_LINEAR:
+                check_pattern(self.targets, "targets")
+        else:
+            object.__setattr__(self, "targets", _names(self.targets, "targets"))
             if not self.targets:
-                raise ValueError("targets is empty: name at least one module, a regex, or 'all-linear'")
-        object.__setattr__(self, "train_modules", tuple(self.train_modules))
-        object.__setattr__(self, "exclude", tuple(self.exclude))
-        object.__setattr__(self, "rank_pattern", dict(self.rank_pattern))
-        object.__setattr__(self, "alpha_pattern", dict(self.alpha_pattern))
+                raise ConfigError("targets is empty: name at least one module, a regex, or 'all-linear'")
+        object.__setattr__(self, "train_modules", _names(self.train_modules, "train_modules"))
+        object.__setattr__(self, "exclude", _names(self.exclude, "exclude"))
+        for pattern in self.exclude:
+            check_pattern(pattern, "exclude entry")
+        object.__setattr__(self, "rank_pattern", _pattern_map(self.rank_pattern, "rank_pattern"))
+        object.__setattr__(self, "alpha_pattern", _pattern_map(self.alpha_pattern, "alpha_pattern"))
         _check_rank(self.rank, "rank")
         for pattern, r in self.rank_pattern.items():
             _check_rank(r, f"rank_pattern[{pattern!r}]")
-        if self.alpha is not None and not self.alpha > 0:
-            raise ValueError(f"alpha must be > 0 (or None for the paper's 2·rank), got {self.alpha}")
+        if self.alpha is not None:
+            _check_alpha(self.alpha, "alpha", " (or None for the paper's 2·rank)")
         for pattern, al in self.alpha_pattern.items():
-            if not al > 0:
-                raise ValueError(f"alpha_pattern[{pattern!r}] must be > 0, got {al}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
-        if self.scaling not in SCALINGS:
-            raise ValueError(f"scaling must be one of {SCALINGS}, got {self.scaling!r}")
-        if not isinstance(self.seed, int) or isinstance(self.seed, bool):
-            raise TypeError(f"seed must be an int, got {self.seed!r}")
-        if isinstance(self.targets, str) and self.targets != ALL_LINEAR:
-            try:
-                re.compile(self.targets)
-            except re.error as err:
-                raise ValueError(f"targets {self.targets!r} is neither 'all-linear' nor a valid regex: {err}") from None
+            _check_alpha(al, f"alpha_pattern[{pattern!r}]")
+        if not _is_number(self.dropout) or not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"dropout must be a number in [0, 1), got {self.dropout!r}")
+        if not isinstance(self.scaling, str) or self.scaling not in SCALINGS:
+            raise ConfigError(f"scaling must be one of {SCALINGS}, got {self.scaling!r}")
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or not -MAX_SEED < self.seed < MAX_SEED:
+            raise ConfigError(f"seed must be an int with |seed| < 2**64, got {self.seed!r}")
         _check_can_learn(self.a, self.b)
 
     # ----------------------------------------------------------------------------------------
     @classmethod
     def preset(cls, name: str, **overrides: Any) -> "AdapterConfig":
         """A config from a named factor policy (see :data:`PRESETS`) plus any field overrides."""
-        key = name.lower().replace("_", "-")
+        key = name.lower().replace("_", "-") if isinstance(name, str) else name
         if key not in PRESETS:
             raise ValueError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}")
+        unknown = sorted(set(overrides) - {f.name for f in dataclasses.fields(cls)})
+        if unknown:
+            raise ConfigError(f"unknown AdapterConfig fields {unknown}; the fields are "
+                              f"{[f.name for f in dataclasses.fields(cls)]}")
         a, b = PRESETS[key]
-        return cls(a=a, b=b, **overrides)
+        return cls(**{"a": a, "b": b, **overrides})
 
     @property
     def notation(self) -> str:
@@ -184,27 +214,64 @@ class AdapterConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "AdapterConfig":
+    def from_dict(cls, d: Any) -> "AdapterConfig":
+        """The inverse of :meth:`to_dict`; a :class:`ConfigError` names any field that is wrong."""
+        if not isinstance(d, Mapping):
+            raise ConfigError(f"an adapter config must be an object of fields, got {type(d).__name__}")
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(d) - known
         if unknown:
-            raise ValueError(f"unknown adapter config fields {sorted(unknown)}; "
-                             "was this written by a newer asymlora? Upgrade asymlora to read it.")
+            raise ConfigError(f"unknown adapter config fields {sorted(map(str, unknown))}; "
+                              "was this written by a newer asymlora? Upgrade asymlora to read it.")
         d = dict(d)
         for key in ("a", "b"):
-            if isinstance(d.get(key), Mapping):
-                d[key] = Factor(**d[key])
+            if key in d:
+                d[key] = Factor.from_dict(d[key], key)
+        for key in ("targets", "train_modules", "exclude"):
+            if isinstance(d.get(key), list):
+                d[key] = tuple(d[key])
         return cls(**d)
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
 
+def _is_number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
 def _check_rank(rank: Any, what: str) -> None:
     if isinstance(rank, bool) or not isinstance(rank, int):
-        raise TypeError(f"{what} must be an int ≥ 1, got {rank!r}")
+        raise ConfigError(f"{what} must be an int ≥ 1, got {rank!r}")
     if rank < 1:
-        raise ValueError(f"{what} must be ≥ 1, got {rank}")
+        raise ConfigError(f"{what} must be ≥ 1, got {rank}")
+
+
+def _check_alpha(alpha: Any, what: str, hint: str = "") -> None:
+    if not _is_number(alpha) or not math.isfinite(alpha) or not alpha > 0:
+        raise ConfigError(f"{what} must be a finite number > 0{hint}, got {alpha!r}")
+
+
+def _names(value: Any, what: str) -> tuple[str, ...]:
+    """A list of module names/patterns as a tuple; a bare string is refused (it would be split into letters)."""
+    if isinstance(value, str):
+        raise ConfigError(f"{what} must be a list of module names, e.g. {what}=[{value!r}], got the string {value!r}")
+    try:
+        items = tuple(value)
+    except TypeError:
+        raise ConfigError(f"{what} must be a list of module names, got {value!r}") from None
+    bad = [v for v in items if not isinstance(v, str) or not v]
+    if bad:
+        raise ConfigError(f"every entry of {what} must be a non-empty module name (a string), got {bad[0]!r}")
+    return items
+
+
+def _pattern_map(value: Any, what: str) -> dict[str, Any]:
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{what} must map module names or patterns to values, e.g. {{'v_proj': 4}}, got {value!r}")
+    for key in value:
+        check_pattern(key, f"{what} key")
+    return dict(value)
 
 
 def _check_can_learn(a: Factor, b: Factor) -> None:

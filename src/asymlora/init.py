@@ -28,21 +28,27 @@ def _generator(seed: int) -> torch.Generator:
     return g
 
 
-def haar_orthonormal_columns(n: int, r: int, seed: int) -> torch.Tensor:
-    """An (n × r) matrix with orthonormal columns, uniform (Haar) on the Stiefel manifold V_r(ℝⁿ).
+def haar(n: int, k: int, generator: torch.Generator | None = None, batch: tuple[int, ...] = ()) -> torch.Tensor:
+    """(*batch, n × k) matrices with orthonormal columns, uniform (Haar) on the Stiefel manifold V_k(ℝⁿ), float64.
 
-    Draw G ∈ ℝ^{n×r} with i.i.d. N(0, 1) entries and take G = Q R. Householder QR returns an R whose
+    Draw G ∈ ℝ^{n×k} with i.i.d. N(0, 1) entries and take G = Q R. Householder QR returns an R whose
     diagonal signs depend on G in a way that biases Q; multiplying each column of Q by
     sign(R_ii) makes the factorisation unique (R with positive diagonal) and Q exactly Haar
-    distributed (Mezzadri, 2007). Requires r ≤ n.
+    distributed (Mezzadri, 2007). Requires k ≤ n. The one home of Haar sampling: the frozen factors
+    and the theory's experiments both draw here.
     """
-    if r > n:
-        raise ValueError(f"cannot have {r} orthonormal vectors in dimension {n}: rank must be ≤ {n}")
-    g = torch.randn(n, r, generator=_generator(seed), dtype=torch.float64)
+    if k > n:
+        raise ValueError(f"cannot have {k} orthonormal vectors in dimension {n}: rank must be ≤ {n}")
+    g = torch.randn(*batch, n, k, generator=generator, dtype=torch.float64)
     q, rr = torch.linalg.qr(g, mode="reduced")
-    signs = torch.sign(torch.diagonal(rr))
+    signs = torch.sign(torch.diagonal(rr, dim1=-2, dim2=-1))
     signs[signs == 0] = 1.0
-    return q * signs
+    return q * signs.unsqueeze(-2)
+
+
+def haar_orthonormal_columns(n: int, r: int, seed: int) -> torch.Tensor:
+    """An (n × r) Haar matrix with orthonormal columns drawn from ``seed`` (see :func:`haar`)."""
+    return haar(n, r, _generator(seed))
 
 
 def orthogonal(shape: tuple[int, int], seed: int, *, rows: bool) -> torch.Tensor:

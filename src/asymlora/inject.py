@@ -1,42 +1,48 @@
 """Finding target modules in any ``nn.Module``, wrapping them in place, and whole-model operations
-(merge / unmerge / unload / disable)."""
+(merge / unmerge / unload / disable).
+
+Wrapping runs in three steps, so that nothing changes until everything has been checked:
+:func:`plan_layers` chooses the layers and their rank and alpha from a config, :func:`build_layers`
+makes the adapted layers (the model is not touched), and :func:`attach` puts them into the model.
+:func:`inject` is the three in a row; loading a checkpoint checks the files between the second and
+the third.
+"""
 
 from __future__ import annotations
 
 import contextlib
-import difflib
 import re
-from typing import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Iterator, Mapping, Sequence
 
 import torch.nn as nn
 
 from .config import ALL_LINEAR, AdapterConfig
-from .layers import AdaptedLayer, is_hf_conv1d, supported_type
+from .layers import AdaptedConv1D, AdaptedLayer, AdaptedLinear, layer_type
+from .names import closest, name_matches, pattern_matches, unmatched
 
 CONFIG_ATTR = "asymlora_config"
 TRAIN_MODULES_ATTR = "asymlora_train_modules"
 
-# Leaf names treated as the output head by "all-linear" (besides the model's own output embeddings).
+# Leaf names that "all-linear" treats as the output head (besides the model's own output embeddings):
+# the heads of Hugging Face model classes (lm_head, classifier, score, qa_outputs, ...) and a few
+# common names of task heads (head, pooler_head, output_projection).
 HEAD_NAMES = ("lm_head", "classifier", "score", "head", "qa_outputs", "pooler_head", "output_projection")
 
 
-def name_matches(name: str, pattern: str) -> bool:
-    """Exact or dotted-suffix match: ``"query"`` matches ``"encoder.layer.0.attention.self.query"``."""
-    return name == pattern or name.endswith("." + pattern)
+@dataclass(frozen=True)
+class LayerPlan:
+    """One layer to adapt: its qualified name, the module there, the layer class, rank and alpha."""
 
-
-def pattern_matches(name: str, pattern: str) -> bool:
-    """A target-style name match, or else a full-match regular expression."""
-    if name_matches(name, pattern):
-        return True
-    try:
-        return re.fullmatch(pattern, name) is not None
-    except re.error:
-        return False
+    name: str
+    module: nn.Module
+    cls: type[AdaptedLayer]
+    rank: int
+    alpha: float
 
 
 def _is_linear_like(module: nn.Module) -> bool:
-    return isinstance(module, nn.Linear) or is_hf_conv1d(module)
+    return AdaptedLinear.handles(module) or AdaptedConv1D.handles(module)
 
 
 def _output_head_names(model: nn.Module) -> set[str]:
@@ -54,52 +60,55 @@ def _output_head_names(model: nn.Module) -> set[str]:
     return names
 
 
-def _closest(wanted: str, names: Sequence[str]) -> str:
-    leaves = sorted({n.rsplit(".", 1)[-1] for n in names if n})
-    close = difflib.get_close_matches(wanted, list(names) + leaves, n=5, cutoff=0.4)
-    return ", ".join(repr(c) for c in close) if close else "(no similar names)"
+def _inside(name: str, outer: str) -> bool:
+    return name == outer or name.startswith(outer + ".")
 
 
-def find_targets(model: nn.Module, config: AdapterConfig) -> list[str]:
-    """Qualified names of the modules ``config.targets`` selects, with clear errors if none match."""
+def find_targets(model: nn.Module, config: AdapterConfig, *, check_patterns: bool = True) -> list[str]:
+    """Qualified names of the modules ``config.targets`` selects, with clear errors if none match
+    (and, with ``check_patterns``, if an ``exclude`` entry matches no module)."""
     all_names = [n for n, _ in model.named_modules() if n]
     targets = config.targets
     if targets == ALL_LINEAR:
         heads = _output_head_names(model)
         chosen = [n for n, m in model.named_modules()
-                  if n and _is_linear_like(m) and not any(n == h or n.startswith(h + ".") for h in heads)]
+                  if n and _is_linear_like(m) and not any(_inside(n, h) for h in heads)]
         if not chosen:
             raise ValueError("targets='all-linear' found no nn.Linear / Conv1D layers outside the output head")
     elif isinstance(targets, str):
         chosen = [n for n in all_names if re.fullmatch(targets, n)]
         if not chosen:
             raise ValueError(f"target regex {targets!r} matches no module (it must match a whole qualified "
-                             f"name). Closest module names: {_closest(targets, all_names)}")
+                             f"name). Closest module names: {closest(targets, all_names)}")
     else:
         chosen = []
         for t in targets:
             hits = [n for n in all_names if name_matches(n, t)]
             if not hits:
-                raise ValueError(f"target {t!r} matches no module. Closest module names: {_closest(t, all_names)}. "
+                raise ValueError(f"target {t!r} matches no module. Closest module names: {closest(t, all_names)}. "
                                  "A target matches a qualified name exactly or as a dotted suffix.")
             chosen.extend(h for h in hits if h not in chosen)
+    for pattern in unmatched(config.exclude, all_names) if check_patterns else ():
+        raise ValueError(f"exclude entry {pattern!r} matches no module (a typo?). Closest module names: "
+                         f"{closest(pattern, all_names)}")
     trained = set(find_train_modules(model, config.train_modules)) if config.train_modules else set()
     chosen = [n for n in chosen
               if not any(pattern_matches(n, e) for e in config.exclude)
-              and not any(n == t or n.startswith(t + ".") for t in trained)]
+              and not any(_inside(n, t) for t in trained)]
     if not chosen:
         raise ValueError("every target was removed by `exclude` / `train_modules`; nothing to adapt")
     return chosen
 
 
 def find_train_modules(model: nn.Module, patterns: Sequence[str]) -> list[str]:
+    """Qualified names of the modules trained in full (outermost matches of ``patterns``)."""
     all_names = [n for n, _ in model.named_modules() if n]
     found: list[str] = []
     for p in patterns:
         hits = [n for n in all_names if name_matches(n, p)]
         if not hits:
             raise ValueError(f"train_modules entry {p!r} matches no module. "
-                             f"Closest module names: {_closest(p, all_names)}")
+                             f"Closest module names: {closest(p, all_names)}")
         # keep only outermost matches (a matched module's children train with it)
         for h in hits:
             if h not in found and not any(h.startswith(f + ".") for f in found):
@@ -107,51 +116,76 @@ def find_train_modules(model: nn.Module, patterns: Sequence[str]) -> list[str]:
     return found
 
 
-def _lookup(config: AdapterConfig, name: str, pattern_map: dict, default):
+def _lookup(name: str, pattern_map: Mapping, default):
     for pattern, value in pattern_map.items():
         if pattern_matches(name, pattern):
             return value
     return default
 
 
-def inject(model: nn.Module, config: AdapterConfig) -> nn.Module:
-    """Wrap every target of ``model`` in an adapted layer, in place, and return ``model``.
+def plan_layers(model: nn.Module, config: AdapterConfig, *, check_patterns: bool = True) -> list[LayerPlan]:
+    """The layers ``config`` adapts in ``model``, each with its class, rank and alpha; the model is not touched.
 
-    Every existing parameter is frozen; then the adapters' trainable factors and the parameters of
-    ``config.train_modules`` are the only ones with ``requires_grad=True``.
+    Raises ``ValueError`` / ``TypeError`` for targets that match nothing or cannot be adapted and, with
+    ``check_patterns``, for ``exclude`` / ``rank_pattern`` / ``alpha_pattern`` entries that match
+    nothing (a typo would otherwise be ignored; checkpoints written before this check are loaded
+    without it).
     """
     if not isinstance(model, nn.Module):
-        raise TypeError(f"inject expects a torch.nn.Module, got {type(model).__name__}")
+        raise TypeError(f"expected a torch.nn.Module, got {type(model).__name__}")
     if has_adapters(model):
         raise ValueError("this model already has asymlora adapters; call asymlora.unload(model) first, "
                          "or inject into a fresh copy of the base model")
-    names = find_targets(model, config)
-    train_modules = find_train_modules(model, config.train_modules)
-    modules = dict(model.named_modules())
-    # Validate everything before changing anything, so a bad target leaves the model untouched.
-    plan = []
+    names = find_targets(model, config, check_patterns=check_patterns)
+    for what, patterns in (("rank_pattern", config.rank_pattern), ("alpha_pattern", config.alpha_pattern)):
+        for pattern in unmatched(list(patterns), names) if check_patterns else ():
+            raise ValueError(f"{what} key {pattern!r} matches no adapted layer (a typo?). Closest adapted "
+                             f"layers: {closest(pattern, names)}")
+    sizes = {}
     for name in names:
-        module = modules[name]
-        cls = supported_type(module)
-        if cls is None:
-            raise TypeError(f"cannot adapt {name!r}: type {type(module).__module__}.{type(module).__name__} "
-                            "is not supported (supported: nn.Linear, transformers Conv1D, nn.Conv2d). "
-                            "Target its linear sub-layers instead, or add it to `exclude`.")
-        rank = _lookup(config, name, config.rank_pattern, config.rank)
-        alpha = _lookup(config, name, config.alpha_pattern, config.alpha_for(rank))
-        plan.append((name, cls, module, rank, alpha))
+        rank = _lookup(name, config.rank_pattern, config.rank)
+        sizes[name] = (rank, _lookup(name, config.alpha_pattern, config.alpha_for(rank)))
+    return plan_named(model, sizes)
 
-    layers = []
-    for name, cls, module, rank, alpha in plan:
+
+def plan_named(model: nn.Module, sizes: Mapping[str, tuple[int, float]]) -> list[LayerPlan]:
+    """The plan for adapting exactly the modules named in ``sizes`` (``{name: (rank, alpha)}``)."""
+    if has_adapters(model):
+        raise ValueError("this model already has asymlora adapters; call asymlora.unload(model) first, "
+                         "or inject into a fresh copy of the base model")
+    modules = dict(model.named_modules())
+    plan = []
+    for name, (rank, alpha) in sizes.items():
+        if name not in modules or not name:
+            raise ValueError(f"the model has no module {name!r}. Closest module names: {closest(name, list(modules))}")
+        module = modules[name]
+        plan.append(LayerPlan(name, module, layer_type(module, name), rank, float(alpha)))
+    return plan
+
+
+def build_layers(plan: Sequence[LayerPlan], config: AdapterConfig) -> dict[str, AdaptedLayer]:
+    """The adapted layers of ``plan`` (their factors initialised); the model is not touched."""
+    layers = {}
+    for p in plan:
         try:
-            layers.append((name, cls(module, name=name, rank=rank, alpha=alpha, a=config.a, b=config.b,
-                                     seed=config.seed, scaling=config.scaling, dropout=config.dropout)))
+            layers[p.name] = p.cls(p.module, name=p.name, rank=p.rank, alpha=p.alpha, a=config.a, b=config.b,
+                                   seed=config.seed, scaling=config.scaling, dropout=config.dropout)
         except ValueError as err:
-            raise ValueError(f"{name}: {err}") from None
+            raise ValueError(f"{p.name}: {err}") from None
+    return layers
+
+
+def attach(model: nn.Module, config: AdapterConfig, layers: Mapping[str, AdaptedLayer],
+           train_modules: Sequence[str]) -> nn.Module:
+    """Put ``layers`` into ``model`` and set what trains; the only step that changes the model.
+
+    Every existing parameter is frozen; then the adapters' trainable factors and the parameters of
+    ``train_modules`` (qualified names) are the only ones with ``requires_grad=True``.
+    """
     for p in model.parameters():
         p.requires_grad_(False)
-    for name, layer in layers:
-        _set_submodule(model, name, layer)
+    for name, layer in layers.items():
+        set_submodule(model, name, layer)
     for name in train_modules:
         for p in model.get_submodule(name).parameters():
             p.requires_grad_(True)
@@ -160,10 +194,34 @@ def inject(model: nn.Module, config: AdapterConfig) -> nn.Module:
     return model
 
 
-def _set_submodule(model: nn.Module, name: str, new: nn.Module) -> None:
+def inject(model: nn.Module, config: AdapterConfig) -> nn.Module:
+    """Wrap every target of ``model`` in an adapted layer, in place, and return ``model``.
+
+    Every existing parameter is frozen; then the adapters' trainable factors and the parameters of
+    ``config.train_modules`` are the only ones with ``requires_grad=True``. Each adapted layer starts in
+    the training mode of the module it wraps. A failing ``inject`` leaves the model untouched.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"inject expects a torch.nn.Module, got {type(model).__name__}")
+    if not isinstance(config, AdapterConfig):
+        raise TypeError(f"inject expects an asymlora.AdapterConfig, got {type(config).__name__}")
+    plan = plan_layers(model, config)
+    train_modules = find_train_modules(model, config.train_modules)
+    return attach(model, config, build_layers(plan, config), train_modules)
+
+
+def set_submodule(model: nn.Module, name: str, new: nn.Module) -> None:
+    """Replace the submodule at qualified ``name`` by ``new``."""
     parent_name, _, leaf = name.rpartition(".")
     parent = model.get_submodule(parent_name) if parent_name else model
     setattr(parent, leaf, new)
+
+
+def forget_adapters(model: nn.Module) -> None:
+    """Drop the config and train-module names :func:`attach` recorded on ``model``."""
+    for attr in (CONFIG_ATTR, TRAIN_MODULES_ATTR):
+        if attr in model.__dict__:
+            object.__delattr__(model, attr)
 
 
 def has_adapters(model: nn.Module) -> bool:
@@ -219,10 +277,8 @@ def unload(model: nn.Module, merge: bool = True) -> nn.Module:
             layer.merge()
         elif layer.merged:
             layer.unmerge()
-        _set_submodule(model, name, layer.base_layer)
-    for attr in (CONFIG_ATTR, TRAIN_MODULES_ATTR):
-        if attr in model.__dict__:
-            object.__delattr__(model, attr)
+        set_submodule(model, name, layer.base_layer)
+    forget_adapters(model)
     return model
 
 

@@ -14,6 +14,10 @@ A frozen factor that is regenerated from its seed is checked against a fingerpri
 sum of its layers' fingerprints: one changed matrix moves that sum by O(its norm), while round-off moves
 it by ~1e-7 per layer, so a group sum detects what per-layer fingerprints detect, naming the group
 rather than the layer.
+
+Reading a group is bounded: an index expands to at most :data:`MAX_LAYERS` names (counted before
+anything is expanded), indices are at most nine digits, and a template is filled slot by slot, never
+through ``str.format`` (whose format specs, like ``{:>999999999}``, could allocate gigabytes).
 """
 
 from __future__ import annotations
@@ -23,6 +27,9 @@ import re
 from typing import Any, Iterable
 
 _DIGITS = re.compile(r"^\d+$")
+_RUN = re.compile(r"^(\d{1,9})(?:-(\d{1,9}))?$")
+MAX_LAYERS = 100_000
+MAX_INDEX = 10**9
 
 
 def split_name(name: str, variable: set[int] | None = None) -> tuple[str, tuple[int, ...]]:
@@ -45,7 +52,29 @@ def split_name(name: str, variable: set[int] | None = None) -> tuple[str, tuple[
 
 
 def join_name(template: str, slots: tuple[int, ...]) -> str:
-    return template.format(*slots)
+    """Fill the ``{}`` slots of ``template`` (``{{`` / ``}}`` stand for braces); ``ValueError`` if the
+    template is malformed or has another number of slots."""
+    parts, k, i, n = [], 0, 0, len(template)
+    while i < n:
+        c = template[i]
+        if template.startswith("{{", i) or template.startswith("}}", i):
+            parts.append(c)
+            i += 2
+        elif template.startswith("{}", i):
+            if k >= len(slots):
+                raise ValueError(f"layer name template {template[:80]!r} has more slots than its index gives")
+            parts.append(str(slots[k]))
+            k += 1
+            i += 2
+        elif c in "{}":
+            raise ValueError(f"layer name template {template[:80]!r} has a '{c}' that is neither a slot '{{}}' "
+                             "nor an escaped brace")
+        else:
+            parts.append(c)
+            i += 1
+    if k != len(slots):
+        raise ValueError(f"layer name template {template[:80]!r} has {k} slots but its index gives {len(slots)}")
+    return "".join(parts)
 
 
 def encode_index(slots: list[tuple[int, ...]]) -> Any:
@@ -67,18 +96,35 @@ def encode_index(slots: list[tuple[int, ...]]) -> Any:
 
 
 def decode_index(index: Any) -> list[tuple[int, ...]]:
-    """The inverse of :func:`encode_index`; raises ``ValueError`` on a malformed index."""
+    """The inverse of :func:`encode_index`; raises ``ValueError`` on a malformed or oversized index."""
     if isinstance(index, list):
         if not index:
             return [()]
-        return [tuple(int(v) for v in item) for item in index]
+        if len(index) > MAX_LAYERS:
+            raise ValueError(f"layer group index lists {len(index)} layers, more than {MAX_LAYERS}")
+        out = []
+        for item in index:
+            if (not isinstance(item, list) or not item
+                    or not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v < MAX_INDEX for v in item)):
+                raise ValueError(f"layer group index entry {str(item)[:40]} is not a list of block numbers")
+            out.append(tuple(item))
+        if len({len(t) for t in out}) > 1:
+            raise ValueError("layer group index entries have different numbers of slots")
+        return out
     if not isinstance(index, str):
-        raise ValueError(f"layer group index {index!r} is neither a range string nor a list")
-    out: list[tuple[int, ...]] = []
+        raise ValueError(f"layer group index {str(index)[:40]} is neither a range string nor a list")
+    runs = []
     for run in index.split(","):
-        lo, _, hi = run.partition("-")
-        out.extend((v,) for v in range(int(lo), int(hi or lo) + 1))
-    return out
+        m = _RUN.match(run)
+        if m is None:
+            raise ValueError(f"layer group index {index[:40]!r} is not of the form '0-5,7' (block numbers)")
+        lo, hi = int(m.group(1)), int(m.group(2) or m.group(1))
+        if hi < lo:
+            raise ValueError(f"layer group index range {run!r} runs backwards")
+        runs.append((lo, hi))
+    if sum(hi - lo + 1 for lo, hi in runs) > MAX_LAYERS:
+        raise ValueError(f"layer group index {index[:40]!r} names more than {MAX_LAYERS} layers")
+    return [(v,) for lo, hi in runs for v in range(lo, hi + 1)]
 
 
 def _shared_part(entry: dict[str, Any]) -> dict[str, Any]:
@@ -122,12 +168,17 @@ def expand_groups(groups: Iterable[dict[str, Any]]) -> tuple[dict[str, dict[str,
     Each check is ``{"factor": "A"|"B", "layers": [names], "fingerprint": summed list, "label": str}``.
     Raises ``ValueError`` (with the group) when a group is malformed.
     """
+    if not isinstance(groups, list):
+        raise ValueError(f"layer_groups must be a list of groups, got {type(groups).__name__}")
     layers: dict[str, dict[str, Any]] = {}
     checks: list[dict[str, Any]] = []
     for group in groups:
         if not isinstance(group, dict) or not isinstance(group.get("name"), str) or "index" not in group:
             raise ValueError(f"malformed layer group {str(group)[:120]!r}")
-        names = [join_name(group["name"], slots) for slots in decode_index(group["index"])]
+        slots = decode_index(group["index"])
+        if len(layers) + len(slots) > MAX_LAYERS:
+            raise ValueError(f"the layer groups name more than {MAX_LAYERS} layers")
+        names = [join_name(group["name"], s) for s in slots]
         shared = {k: v for k, v in group.items() if k not in ("name", "index")}
         for which in "AB":
             info = shared.get(which)

@@ -23,7 +23,6 @@ exactly the same mask and the gradients are exactly those of ordinary input drop
 
 from __future__ import annotations
 
-import math
 import sys
 from typing import Any
 
@@ -31,7 +30,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .config import Factor
+from .config import Factor, scale_for
 from .init import factor_seed, init_factor
 
 
@@ -42,24 +41,56 @@ def is_hf_conv1d(module: nn.Module) -> bool:
 
 def supported_type(module: nn.Module) -> type["AdaptedLayer"] | None:
     """The adapted class for ``module``, or ``None`` if asymlora cannot wrap it."""
-    if isinstance(module, nn.Linear):
-        return AdaptedLinear
-    if is_hf_conv1d(module):
-        return AdaptedConv1D
-    if isinstance(module, nn.Conv2d):
-        return AdaptedConv2d
+    for cls in LAYER_TYPES:
+        if cls.handles(module):
+            return cls
     return None
 
 
+def layer_type(module: nn.Module, name: str) -> type["AdaptedLayer"]:
+    """The adapted class for ``module`` after checking that it can be wrapped; ``TypeError`` otherwise."""
+    cls = supported_type(module)
+    if cls is None:
+        kinds = ", ".join(c.described_as for c in LAYER_TYPES)
+        raise TypeError(f"cannot adapt {name!r}: type {type(module).__module__}.{type(module).__name__} "
+                        f"is not supported (supported: {kinds}). "
+                        "Target its linear sub-layers instead, or add it to `exclude`.")
+    cls.check_supported(module, name)
+    return cls
+
+
+def matrix_weight(module: nn.Module) -> torch.Tensor:
+    """W0 (d_out × d_in) of a plain or adapted module, in matrix layout."""
+    if isinstance(module, AdaptedLayer):
+        return module.base_weight_matrix()
+    return layer_type(module, type(module).__name__).weight_matrix(module)
+
+
 class AdaptedLayer(nn.Module):
-    """Common machinery; subclasses define the layout-specific projections.
+    """Common machinery; a subclass per base layer type holds everything that depends on its layout.
 
     Attributes: ``base_layer`` (the wrapped module), ``name`` (qualified name in the model),
     ``rank``, ``alpha``, ``scale`` (s), ``factors`` (``{"A": Factor, "B": Factor}``),
-    ``seeds`` (the per-factor seeds), ``merged``, ``disabled``.
+    ``seeds`` (the per-factor seeds), ``merged``, ``disabled``. The layer starts in the training mode
+    of the module it wraps.
+
+    What a layer type defines (and nothing outside this file needs to know):
+
+    * which modules it wraps (:meth:`handles`, :meth:`check_supported`) and their sizes (:meth:`dims`);
+    * the weight-matrix view W0 (d_out × d_in) of its base weight and the way back
+      (:meth:`weight_matrix`, :meth:`to_base_layout`);
+    * the branch h = A·x (:meth:`project`), B·h (:meth:`expand`) and, for batched serving, B_i·h_i
+      with one B per row (:meth:`expand_rows`);
+    * PEFT's tensor layout of each factor, both ways (:attr:`peft_keys`, :meth:`to_peft`, :meth:`from_peft`).
     """
 
     kind = "base"
+    described_as = ""
+    # PEFT's key suffixes of the two factors, and whether PEFT's fan_in_fan_out describes the base
+    peft_keys = {"A": "lora_A.weight", "B": "lora_B.weight"}
+    peft_fan_in_fan_out = False
+    # whether dropout acts on the branch input (not for token ids)
+    input_dropout = True
 
     def __init__(
         self,
@@ -75,12 +106,14 @@ class AdaptedLayer(nn.Module):
         dropout: float = 0.0,
     ) -> None:
         super().__init__()
+        self.check_supported(base_layer, name)
         self.base_layer = base_layer
+        self.training = base_layer.training
         self.name = name
         self.rank = rank
         self.alpha = float(alpha)
         self.scaling = scaling
-        self.scale = self.alpha / (math.sqrt(rank) if scaling == "rslora" else rank)
+        self.scale = scale_for(self.alpha, rank, scaling)
         self.dropout_p = float(dropout)
         self.factors = {"A": a, "B": b}
         self.seeds = {"A": factor_seed(seed, name, "A"), "B": factor_seed(seed, name, "B")}
@@ -90,35 +123,42 @@ class AdaptedLayer(nn.Module):
         self.merged = False
         self.disabled = False
 
-        self._check_dims()
         weight = self.base_layer.weight
         dtype = torch.float32 if weight.dtype in (torch.float16, torch.bfloat16) else weight.dtype
         if not dtype.is_floating_point:
             raise TypeError(f"{name}: base weight dtype {weight.dtype} is not floating point; "
                             "quantized bases are not supported by asymlora yet")
         w0 = self.base_weight_matrix() if "svd" in (a.init, b.init) else None
-        for which, factor, shape in (("A", a, (rank, self.d_in)), ("B", b, (self.d_out, rank))):
-            value = init_factor(factor.init, which, shape, seed=self.seeds[which], base_weight=w0)
+        for which, factor in (("A", a), ("B", b)):
+            value = init_factor(factor.init, which, self.factor_shape(which), seed=self.seeds[which], base_weight=w0)
             self._register_factor(which, value.to(device=weight.device, dtype=dtype), factor.trainable)
 
-    # ---- dimensions and layouts (overridden) --------------------------------------------------
-    @property
-    def d_in(self) -> int:
+    # ---- what a layer type defines ----------------------------------------------------------------
+    @classmethod
+    def handles(cls, module: nn.Module) -> bool:
         raise NotImplementedError
 
-    @property
-    def d_out(self) -> int:
+    @classmethod
+    def check_supported(cls, module: nn.Module, name: str) -> None:
+        """Raise ``TypeError`` for a variant of the base type that cannot be adapted."""
+
+    @classmethod
+    def dims(cls, module: nn.Module) -> tuple[int, int]:
+        """``(d_in, d_out)`` of the plain base module."""
         raise NotImplementedError
 
-    def _check_dims(self) -> None:
-        pass
-
-    def base_weight_matrix(self) -> torch.Tensor:
-        """W0 in matrix layout (d_out × d_in), a view of the base weight where possible."""
+    @classmethod
+    def weight_matrix(cls, module: nn.Module) -> torch.Tensor:
+        """W0 of the plain base module in matrix layout (d_out × d_in), a view where possible."""
         raise NotImplementedError
 
-    def _matrix_to_base_layout(self, m: torch.Tensor) -> torch.Tensor:
+    def to_base_layout(self, m: torch.Tensor) -> torch.Tensor:
+        """A (d_out × d_in) matrix in the layout of the base weight."""
         raise NotImplementedError
+
+    def branch_input(self, x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """The layer input as the branch reads it (cast to the factors' dtype)."""
+        return x.to(dtype)
 
     def project(self, x: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
         """h = A·x for every position (r features)."""
@@ -127,6 +167,27 @@ class AdaptedLayer(nn.Module):
     def expand(self, h: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         """B·h for every position (d_out outputs)."""
         raise NotImplementedError
+
+    def expand_rows(self, h: torch.Tensor, bs: torch.Tensor) -> torch.Tensor:
+        """B_i·h_i for every position of row i, with ``bs`` (batch × d_out × r) one B per row."""
+        flat = h.reshape(h.shape[0], -1, h.shape[-1])  # (batch, positions, r)
+        return torch.bmm(flat, bs.transpose(1, 2)).reshape(h.shape[:-1] + (bs.shape[1],))
+
+    def peft_shape(self, which: str) -> tuple[int, ...]:
+        """The shape PEFT gives factor ``which`` of this layer."""
+        return self.factor_shape(which)
+
+    def to_peft(self, which: str, m: torch.Tensor) -> torch.Tensor:
+        """Factor ``which`` (matrix layout) in PEFT's layout."""
+        return m.reshape(self.peft_shape(which))
+
+    def from_peft(self, which: str, t: torch.Tensor) -> torch.Tensor:
+        """PEFT's tensor of factor ``which`` in matrix layout; ``ValueError`` if its shape is not this layer's."""
+        expected = self.peft_shape(which)
+        if tuple(t.shape) != expected:
+            raise ValueError(f"{self.name}: PEFT's {self.peft_keys[which]} has shape {tuple(t.shape)}, this layer "
+                             f"needs {expected} (rank {self.rank})")
+        return t.reshape(self.factor_shape(which))
 
     # lean-path backward pieces
     def expand_input_grad(self, g: torch.Tensor, b: torch.Tensor, h_shape: torch.Size) -> torch.Tensor:
@@ -141,7 +202,30 @@ class AdaptedLayer(nn.Module):
     def supports_lean_path(self) -> bool:
         return True
 
+    # ---- shapes ---------------------------------------------------------------------------------
+    @property
+    def d_in(self) -> int:
+        return self.dims(self.base_layer)[0]
+
+    @property
+    def d_out(self) -> int:
+        return self.dims(self.base_layer)[1]
+
+    def factor_shape(self, which: str) -> tuple[int, int]:
+        """(r, d_in) for A, (d_out, r) for B."""
+        return (self.rank, self.d_in) if which == "A" else (self.d_out, self.rank)
+
+    def base_weight_matrix(self) -> torch.Tensor:
+        """W0 in matrix layout (d_out × d_in), a view of the base weight where possible."""
+        return self.weight_matrix(self.base_layer)
+
     # ---- factors --------------------------------------------------------------------------------
+    def factor(self, which: str) -> torch.Tensor:
+        """Factor ``which`` ("A" or "B") in matrix layout: the parameter or buffer itself."""
+        if which not in ("A", "B"):
+            raise ValueError(f"which must be 'A' or 'B', got {which!r}")
+        return getattr(self, f"lora_{which}")
+
     def _register_factor(self, which: str, value: torch.Tensor, trainable: bool) -> None:
         attr = f"lora_{which}"
         if attr in self._parameters:
@@ -158,14 +242,14 @@ class AdaptedLayer(nn.Module):
 
     def set_trainable(self, which: str, trainable: bool) -> None:
         """Turn factor ``which`` into a parameter (trainable) or a frozen buffer."""
-        current = getattr(self, f"lora_{which}").detach()
+        current = self.factor(which).detach()
         self._register_factor(which, current, trainable)
         self.factors[which] = Factor(self.factors[which].init, trainable)
 
     @torch.no_grad()
     def set_factor(self, which: str, value: torch.Tensor) -> None:
         """Overwrite factor ``which`` (matrix layout); marks it as no longer regenerable from its seed."""
-        current = getattr(self, f"lora_{which}")
+        current = self.factor(which)
         if tuple(value.shape) != tuple(current.shape):
             raise ValueError(f"{self.name}: lora_{which} has shape {tuple(current.shape)}, "
                              f"cannot set a tensor of shape {tuple(value.shape)}")
@@ -186,14 +270,14 @@ class AdaptedLayer(nn.Module):
     def adapter_output(self, x: torch.Tensor) -> torch.Tensor:
         """s · B · A · drop(x), in the adapter dtype."""
         a, b = self.lora_A, self.lora_B
-        xa = x.to(a.dtype)
+        xa = self.branch_input(x, a.dtype)
         use_lean = (torch.is_grad_enabled() and not a.requires_grad and self.supports_lean_path()
                     and (b.requires_grad or xa.requires_grad))
+        dropout = self.dropout_p if self.training and self.input_dropout else 0.0
         if use_lean:
-            p = self.dropout_p if self.training else 0.0
-            return _FrozenInputProjection.apply(xa, a, b, self, p)
-        if self.training and self.dropout_p > 0:
-            xa = F.dropout(xa, self.dropout_p, training=True)
+            return _FrozenInputProjection.apply(xa, a, b, self, dropout)
+        if dropout > 0:
+            xa = F.dropout(xa, dropout, training=True)
         return self.scale * self.expand(self.project(xa, a), b)
 
     # ---- merging --------------------------------------------------------------------------------
@@ -203,7 +287,7 @@ class AdaptedLayer(nn.Module):
         if self.merged:
             return
         weight = self.base_layer.weight
-        weight.add_(self._matrix_to_base_layout(self.delta_weight()).to(weight.dtype))
+        weight.add_(self.to_base_layout(self.delta_weight()).to(weight.dtype))
         self.merged = True
 
     @torch.no_grad()
@@ -212,7 +296,7 @@ class AdaptedLayer(nn.Module):
         if not self.merged:
             return
         weight = self.base_layer.weight
-        weight.sub_(self._matrix_to_base_layout(self.delta_weight()).to(weight.dtype))
+        weight.sub_(self.to_base_layout(self.delta_weight()).to(weight.dtype))
         self.merged = False
 
     def extra_repr(self) -> str:
@@ -226,19 +310,21 @@ class AdaptedLinear(AdaptedLayer):
     """``nn.Linear``: y = x W0ᵀ + b + s · (x Aᵀ) Bᵀ."""
 
     kind = "linear"
+    described_as = "nn.Linear"
 
-    @property
-    def d_in(self) -> int:
-        return self.base_layer.in_features
+    @classmethod
+    def handles(cls, module: nn.Module) -> bool:
+        return isinstance(module, nn.Linear)
 
-    @property
-    def d_out(self) -> int:
-        return self.base_layer.out_features
+    @classmethod
+    def dims(cls, module: nn.Module) -> tuple[int, int]:
+        return module.in_features, module.out_features
 
-    def base_weight_matrix(self) -> torch.Tensor:
-        return self.base_layer.weight
+    @classmethod
+    def weight_matrix(cls, module: nn.Module) -> torch.Tensor:
+        return module.weight
 
-    def _matrix_to_base_layout(self, m: torch.Tensor) -> torch.Tensor:
+    def to_base_layout(self, m: torch.Tensor) -> torch.Tensor:
         return m
 
     def project(self, x: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
@@ -261,62 +347,73 @@ class AdaptedConv1D(AdaptedLinear):
     """transformers' ``Conv1D`` (GPT-2): weight stored transposed, (d_in × d_out); y = x W + b."""
 
     kind = "conv1d"
+    described_as = "transformers Conv1D"
+    peft_fan_in_fan_out = True
 
-    @property
-    def d_in(self) -> int:
-        return self.base_layer.weight.shape[0]
+    @classmethod
+    def handles(cls, module: nn.Module) -> bool:
+        return is_hf_conv1d(module)
 
-    @property
-    def d_out(self) -> int:
-        return self.base_layer.weight.shape[1]
+    @classmethod
+    def dims(cls, module: nn.Module) -> tuple[int, int]:
+        return module.weight.shape[0], module.weight.shape[1]
 
-    def base_weight_matrix(self) -> torch.Tensor:
-        return self.base_layer.weight.T
+    @classmethod
+    def weight_matrix(cls, module: nn.Module) -> torch.Tensor:
+        return module.weight.T
 
-    def _matrix_to_base_layout(self, m: torch.Tensor) -> torch.Tensor:
+    def to_base_layout(self, m: torch.Tensor) -> torch.Tensor:
         return m.T
 
 
 class AdaptedConv2d(AdaptedLayer):
     """``nn.Conv2d``: A is a k×k convolution to r channels (same stride, padding, dilation as the base),
-    B a 1×1 convolution from r channels to c_out. In matrix layout A is (r × c_in·k·k)."""
+    B a 1×1 convolution from r channels to c_out. In matrix layout A is (r × c_in·k·k); PEFT stores A as
+    (r, c_in, k, k) and B as (c_out, r, 1, 1)."""
 
     kind = "conv2d"
+    described_as = "nn.Conv2d"
 
-    def _check_dims(self) -> None:
-        conv = self.base_layer
-        if conv.groups != 1:
-            raise TypeError(f"{self.name}: grouped/depthwise Conv2d (groups={conv.groups}) is not supported; "
+    @classmethod
+    def handles(cls, module: nn.Module) -> bool:
+        return isinstance(module, nn.Conv2d)
+
+    @classmethod
+    def check_supported(cls, module: nn.Module, name: str) -> None:
+        if module.groups != 1:
+            raise TypeError(f"{name}: grouped/depthwise Conv2d (groups={module.groups}) is not supported; "
                             "exclude it from targets")
-        if conv.padding_mode != "zeros":
-            raise TypeError(f"{self.name}: Conv2d padding_mode={conv.padding_mode!r} is not supported "
+        if module.padding_mode != "zeros":
+            raise TypeError(f"{name}: Conv2d padding_mode={module.padding_mode!r} is not supported "
                             "(only 'zeros'); exclude it from targets")
 
-    @property
-    def d_in(self) -> int:
-        c = self.base_layer
-        return c.in_channels * c.kernel_size[0] * c.kernel_size[1]
+    @classmethod
+    def dims(cls, module: nn.Module) -> tuple[int, int]:
+        return module.in_channels * module.kernel_size[0] * module.kernel_size[1], module.out_channels
 
-    @property
-    def d_out(self) -> int:
-        return self.base_layer.out_channels
+    @classmethod
+    def weight_matrix(cls, module: nn.Module) -> torch.Tensor:
+        return module.weight.reshape(module.out_channels, -1)
 
-    def base_weight_matrix(self) -> torch.Tensor:
-        return self.base_layer.weight.reshape(self.d_out, -1)
-
-    def _matrix_to_base_layout(self, m: torch.Tensor) -> torch.Tensor:
+    def to_base_layout(self, m: torch.Tensor) -> torch.Tensor:
         return m.reshape(self.base_layer.weight.shape)
 
-    def _a_kernel(self, a: torch.Tensor) -> torch.Tensor:
+    def peft_shape(self, which: str) -> tuple[int, ...]:
         c = self.base_layer
-        return a.reshape(self.rank, c.in_channels, *c.kernel_size)
+        return (self.rank, c.in_channels, *c.kernel_size) if which == "A" else (self.d_out, self.rank, 1, 1)
+
+    def _kernel(self, a: torch.Tensor) -> torch.Tensor:
+        return a.reshape(self.peft_shape("A"))
 
     def project(self, x, a):
         c = self.base_layer
-        return F.conv2d(x, self._a_kernel(a), None, c.stride, c.padding, c.dilation)
+        return F.conv2d(x, self._kernel(a), None, c.stride, c.padding, c.dilation)
 
     def expand(self, h, b):
         return F.conv2d(h, b[:, :, None, None])
+
+    def expand_rows(self, h, bs):
+        return torch.einsum("brhw,bor->bohw", h, bs)
 
     def supports_lean_path(self) -> bool:
         return not isinstance(self.base_layer.padding, str)
@@ -329,7 +426,60 @@ class AdaptedConv2d(AdaptedLayer):
 
     def project_input_grad(self, gh, a, x_shape):
         c = self.base_layer
-        return torch.nn.grad.conv2d_input(x_shape, self._a_kernel(a), gh, c.stride, c.padding, c.dilation)
+        return torch.nn.grad.conv2d_input(x_shape, self._kernel(a), gh, c.stride, c.padding, c.dilation)
+
+
+class AdaptedEmbedding(AdaptedLayer):
+    """``nn.Embedding``: the input is a token id t, i.e. a one-hot vector of size d_in = num_embeddings,
+    so h = A·onehot(t) is column t of A and y = W0[t] + s · B · A[:, t].
+
+    In matrix layout W0 is the transposed embedding table (d_out = embedding_dim × d_in =
+    num_embeddings), as in PEFT, whose ``lora_embedding_A`` (r × num_embeddings) and
+    ``lora_embedding_B`` (embedding_dim × r) are these factors. Dropout does not act on token ids (as in
+    PEFT). Plain autograd is already lean here: the branch keeps h (r numbers per token) and the ids.
+    """
+
+    kind = "embedding"
+    described_as = "nn.Embedding"
+    peft_keys = {"A": "lora_embedding_A", "B": "lora_embedding_B"}
+    input_dropout = False
+
+    @classmethod
+    def handles(cls, module: nn.Module) -> bool:
+        return isinstance(module, nn.Embedding)
+
+    @classmethod
+    def check_supported(cls, module: nn.Module, name: str) -> None:
+        if module.max_norm is not None:
+            raise TypeError(f"{name}: nn.Embedding with max_norm renormalises its table in place and is not "
+                            "supported; exclude it from targets")
+
+    @classmethod
+    def dims(cls, module: nn.Module) -> tuple[int, int]:
+        return module.num_embeddings, module.embedding_dim
+
+    @classmethod
+    def weight_matrix(cls, module: nn.Module) -> torch.Tensor:
+        return module.weight.T
+
+    def to_base_layout(self, m: torch.Tensor) -> torch.Tensor:
+        return m.T
+
+    def branch_input(self, x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        return x
+
+    def project(self, x, a):
+        e = self.base_layer
+        return F.embedding(x, a.T, e.padding_idx, None, 2.0, e.scale_grad_by_freq, e.sparse)
+
+    def expand(self, h, b):
+        return F.linear(h, b)
+
+    def supports_lean_path(self) -> bool:
+        return False
+
+
+LAYER_TYPES: tuple[type[AdaptedLayer], ...] = (AdaptedLinear, AdaptedConv1D, AdaptedConv2d, AdaptedEmbedding)
 
 
 class _FrozenInputProjection(torch.autograd.Function):

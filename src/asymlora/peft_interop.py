@@ -1,20 +1,17 @@
 """Interoperability with Hugging Face PEFT's LoRA checkpoints (read and written without importing peft).
 
-PEFT's format: ``adapter_config.json`` (``peft_type: "LORA"``, ``r``, ``lora_alpha``, ``target_modules``,
-``rank_pattern``, ``alpha_pattern``, ``use_rslora``, ``modules_to_save`` …) and
-``adapter_model.safetensors`` with keys ``base_model.model.<module>.lora_A.weight`` (r × d_in, or
-r × c_in × k × k for a convolution), ``…lora_B.weight`` (d_out × r, or d_out × r × 1 × 1), and
-``base_model.model.<module>.<param>`` for modules_to_save. Scaling is ``lora_alpha / r`` (or ``/√r``).
+The folder format and its checks are in :mod:`asymlora.peft_folder`; each layer type knows its own
+PEFT tensor layout (:meth:`asymlora.layers.AdaptedLayer.to_peft` / ``from_peft``).
 
 Exported adapters carry their frozen factors as ordinary matrices, so ``peft.PeftModel.from_pretrained``
 gives the same outputs; importing gives asymlora layers whose factors are marked as loaded (they are
 stored in full when re-saved), and whose trainable factors you choose (``train="B"`` continues a
-PEFT LoRA as a B-only adapter).
+PEFT LoRA as a B-only adapter). An import is all or nothing: every tensor is checked against the
+config and the base model before the model changes.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from pathlib import Path
@@ -22,22 +19,24 @@ from typing import Any
 
 import torch
 import torch.nn as nn
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
 
-from .atomic import atomic_write, atomic_write_json
-from .checkpoint import CheckpointError
+from .adapter_file import DIGEST_KEY, CheckpointError, serialize
+from .atomic import atomic_write_bytes, json_bytes
 from .config import AdapterConfig, Factor
-from .inject import adapted_layers, get_config, get_train_modules, inject
+from .inject import adapted_layers, attach, build_layers, find_train_modules, get_config, get_train_modules, plan_named
+from .peft_folder import PEFT_CONFIG, PEFT_WEIGHTS, PREFIX, PeftFolder, is_peft_folder, peft_config_digest
 
-PEFT_CONFIG = "adapter_config.json"
-PEFT_WEIGHTS = "adapter_model.safetensors"
-PREFIX = "base_model.model."
+__all__ = ["export_peft", "import_peft", "read_peft_factors", "is_peft_folder", "PEFT_CONFIG", "PEFT_WEIGHTS"]
 
 
 def export_peft(model: nn.Module, path: str | os.PathLike, *, base_model_name_or_path: str | None = None,
                 task_type: str | None = None) -> Path:
-    """Write the adapter of ``model`` as a standard PEFT LoRA adapter folder; returns the folder."""
+    """Write the adapter of ``model`` as a standard PEFT LoRA adapter folder; returns the folder.
+
+    The tensor file is written first, then the config (each atomically). PEFT folders carry no
+    checksum; the tensor file's header records the sha256 of this config, so ``import_peft`` notices
+    a config that was edited or comes from another export.
+    """
     config = get_config(model)
     layers = list(adapted_layers(model))
     default_rank = config.rank
@@ -47,14 +46,10 @@ def export_peft(model: nn.Module, path: str | os.PathLike, *, base_model_name_or
     alpha_pattern: dict[str, float] = {}
     fan_in_fan_out = False
     for name, layer in layers:
-        a = layer.lora_A.detach().to("cpu").contiguous()
-        b = layer.lora_B.detach().to("cpu").contiguous()
-        if layer.kind == "conv2d":
-            a = layer._a_kernel(a).contiguous()
-            b = b[:, :, None, None].contiguous()
-        fan_in_fan_out |= layer.kind == "conv1d"
-        tensors[f"{PREFIX}{name}.lora_A.weight"] = a
-        tensors[f"{PREFIX}{name}.lora_B.weight"] = b
+        for which in "AB":
+            value = layer.to_peft(which, layer.factor(which).detach())
+            tensors[f"{PREFIX}{name}.{layer.peft_keys[which]}"] = value.to("cpu").contiguous()
+        fan_in_fan_out |= layer.peft_fan_in_fan_out
         key = re.escape(name)
         if layer.rank != default_rank:
             rank_pattern[key] = layer.rank
@@ -84,123 +79,76 @@ def export_peft(model: nn.Module, path: str | os.PathLike, *, base_model_name_or
         "use_dora": False,
     }
     path = Path(path)
-    atomic_write(path / PEFT_WEIGHTS, lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"}))
-    atomic_write_json(path / PEFT_CONFIG, peft_config)
+    metadata = {"format": "pt", DIGEST_KEY: peft_config_digest(peft_config)}
+    atomic_write_bytes(path / PEFT_WEIGHTS, serialize(tensors, metadata))
+    atomic_write_bytes(path / PEFT_CONFIG, json_bytes(peft_config))
     return path
 
 
-def read_peft_config(path: str | os.PathLike) -> dict[str, Any]:
-    cfg_file = Path(path) / PEFT_CONFIG
-    if not cfg_file.is_file():
-        raise CheckpointError(f"{path} is not a PEFT adapter folder: {PEFT_CONFIG} is missing")
-    try:
-        cfg = json.loads(cfg_file.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise CheckpointError(f"{cfg_file} is corrupt: {err}") from None
-    if cfg.get("peft_type") != "LORA":
-        raise CheckpointError(f"{cfg_file}: peft_type is {cfg.get('peft_type')!r}; only LoRA adapters can be imported")
-    for flag in ("use_dora", "use_qalora", "lora_bias"):
-        if cfg.get(flag):
-            raise CheckpointError(f"{cfg_file}: {flag}=true adapters are not plain B·A LoRA and cannot be imported")
-    if cfg.get("bias", "none") != "none":
-        raise CheckpointError(f"{cfg_file}: bias={cfg['bias']!r} trains base biases; only bias='none' is supported")
-    return cfg
-
-
-def read_peft_tensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    weights = Path(path) / PEFT_WEIGHTS
-    if not weights.is_file():
-        if (Path(path) / "adapter_model.bin").is_file():
-            raise CheckpointError(f"{path} holds a pickled adapter_model.bin, which asymlora never unpickles; "
-                                  "convert it to safetensors with PEFT (save_pretrained(safe_serialization=True))")
-        raise CheckpointError(f"{weights} is missing")
-    try:
-        return load_file(str(weights))
-    except (SafetensorError, OSError) as err:
-        raise CheckpointError(f"{weights} cannot be read ({err}); the file is corrupt") from None
-
-
-def _split_keys(tensors: dict[str, torch.Tensor]) -> tuple[dict[str, dict[str, torch.Tensor]], dict[str, torch.Tensor]]:
-    """Group ``lora_A/lora_B`` tensors by module name; the rest are modules_to_save parameters."""
-    factors: dict[str, dict[str, torch.Tensor]] = {}
-    others: dict[str, torch.Tensor] = {}
-    pat = re.compile(r"^(?:base_model\.model\.)?(.+)\.lora_([AB])(?:\.[^.]+)?\.weight$")
-    for key, value in tensors.items():
-        m = pat.match(key)
-        if m:
-            factors.setdefault(m.group(1), {})[m.group(2)] = value
-        else:
-            others[key[len(PREFIX):] if key.startswith(PREFIX) else key] = value
-    for name, pair in factors.items():
-        if set(pair) != {"A", "B"}:
-            raise CheckpointError(f"PEFT adapter: module {name!r} has lora_{''.join(pair)} but not both factors")
-    return factors, others
-
-
-def _as_matrix(t: torch.Tensor) -> torch.Tensor:
-    return t.reshape(t.shape[0], -1)
-
-
 def read_peft_factors(path: str | os.PathLike) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    """``{module name: (A, B)}`` in matrix layout from a PEFT LoRA folder."""
-    read_peft_config(path)
-    factors, _ = _split_keys(read_peft_tensors(path))
-    return {n: (_as_matrix(p["A"]).float(), _as_matrix(p["B"]).float()) for n, p in factors.items()}
+    """``{module name: (A, B)}`` in matrix layout (float32) from a PEFT LoRA folder.
 
-
-def _peft_pattern_value(name: str, patterns: dict[str, Any], default: Any) -> Any:
-    for key, value in patterns.items():
-        if re.match(rf"(.*\.)?({key})$", name):
-            return value
-    return default
+    Without a model the layer type is unknown, but every PEFT layout flattens to the matrix one: A is
+    (r, …) → r × d_in, B is (d_out, r, …) → d_out × r.
+    """
+    folder = PeftFolder.open(path)
+    return {n: (p["A"].reshape(p["A"].shape[0], -1).float(), p["B"].reshape(p["B"].shape[0], -1).float())
+            for n, p in folder.factors.items()}
 
 
 def import_peft(base_model: nn.Module, path: str | os.PathLike, *, train: str = "AB", seed: int = 0) -> nn.Module:
     """Load a PEFT LoRA adapter into asymlora layers on ``base_model``; returns the model.
 
     ``train`` chooses what trains afterwards: ``"AB"`` (both, as in LoRA), ``"B"`` (continue as a
-    B-only adapter: the loaded A is frozen) or ``"A"`` (A-only).
+    B-only adapter: the loaded A is frozen) or ``"A"`` (A-only). Each factor must have exactly the
+    shape its layer and the config's rank give it. On any error the model is as it was.
     """
     if train not in ("AB", "B", "A"):
         raise ValueError(f"train must be 'AB', 'B' or 'A', got {train!r}")
-    cfg = read_peft_config(path)
-    factors, others = _split_keys(read_peft_tensors(path))
-    if not factors:
-        raise CheckpointError(f"{path}: the PEFT adapter holds no lora_A / lora_B tensors")
-    r = int(cfg.get("r", 8))
-    lora_alpha = float(cfg.get("lora_alpha", r))
-    rank_pattern = {re.escape(n): int(p["A"].shape[0]) for n, p in factors.items() if p["A"].shape[0] != r}
-    alpha_pattern = {}
-    for name in factors:
-        alpha = float(_peft_pattern_value(name, cfg.get("alpha_pattern") or {}, lora_alpha))
-        if alpha != lora_alpha:
-            alpha_pattern[re.escape(name)] = alpha
-    # Nominal inits: the loaded values replace them; only the trainable flags matter.
-    config = AdapterConfig(
-        a=Factor("kaiming", "A" in train), b=Factor("kaiming", "B" in train), rank=r, alpha=lora_alpha,
-        targets="|".join(re.escape(n) for n in factors), seed=seed,
-        train_modules=tuple(cfg.get("modules_to_save") or ()), dropout=float(cfg.get("lora_dropout") or 0.0),
-        scaling="rslora" if cfg.get("use_rslora") else "standard",
-        rank_pattern=rank_pattern, alpha_pattern=alpha_pattern,
-    )
+    folder = PeftFolder.open(path)
+    cfg = folder.config
+    sizes = {n: (cfg.rank_of(n), cfg.alpha_of(n)) for n in folder.factors}
+    # Nominal inits: the loaded values replace them; only the trainable flags matter. The names are
+    # written as exact patterns, so that re-saving and re-loading finds exactly these layers.
     try:
-        inject(base_model, config)
+        config = AdapterConfig(
+            a=Factor("kaiming", "A" in train), b=Factor("kaiming", "B" in train), rank=cfg.r, alpha=cfg.lora_alpha,
+            targets="|".join(re.escape(n) for n in sizes), seed=seed, train_modules=cfg.modules_to_save,
+            dropout=cfg.lora_dropout, scaling="rslora" if cfg.use_rslora else "standard",
+            rank_pattern={re.escape(n): r for n, (r, _) in sizes.items() if r != cfg.r},
+            alpha_pattern={re.escape(n): a for n, (_, a) in sizes.items() if a != cfg.lora_alpha})
+        plan = plan_named(base_model, sizes)
+        train_modules = find_train_modules(base_model, config.train_modules)
     except (ValueError, TypeError) as err:
         raise CheckpointError(f"the PEFT adapter at {path} does not fit this base model: {err}") from None
-    for name, layer in adapted_layers(base_model):
-        pair = factors[name]
+    params = _check_saved_modules(base_model, folder, train_modules)
+    try:
+        layers = build_layers(plan, config)
+        values = {name: {w: layer.from_peft(w, folder.factors[name][w]) for w in "AB"} for name, layer in layers.items()}
+    except (ValueError, TypeError) as err:
+        raise CheckpointError(f"the PEFT adapter at {path} does not fit this base model: {err}; was it made for "
+                              "another base model, or edited?") from None
+    for name, layer in layers.items():
         for which in "AB":
-            value = _as_matrix(pair[which])
-            current = getattr(layer, f"lora_{which}")
-            if value.shape != current.shape:
-                raise CheckpointError(f"{name}.lora_{which}: PEFT shape {tuple(value.shape)} ≠ this model's "
-                                      f"{tuple(current.shape)}; was the adapter made for another base model?")
-            layer.set_factor(which, value)
-    params = dict(base_model.named_parameters())
-    for key, value in others.items():
-        pname = key.replace(".modules_to_save.default.", ".")
-        if pname not in params or params[pname].shape != value.shape:
-            raise CheckpointError(f"PEFT adapter parameter {key!r} does not fit this base model")
-        with torch.no_grad():
+            layer.set_factor(which, values[name][which])
+    # everything is checked: from here on nothing can fail
+    attach(base_model, config, layers, train_modules)
+    with torch.no_grad():
+        for pname, value in folder.others.items():
             params[pname].copy_(value)
     return base_model
+
+
+def _check_saved_modules(model: nn.Module, folder: PeftFolder, train_modules) -> dict[str, torch.Tensor]:
+    """The model's parameters of modules_to_save, after checking the folder holds exactly those."""
+    params = {n: p for n, p in model.named_parameters() if any(n.startswith(m + ".") for m in train_modules)}
+    missing = sorted(set(params) - set(folder.others))
+    extra = sorted(set(folder.others) - set(params))
+    if missing or extra:
+        raise CheckpointError(f"the PEFT adapter at {folder.path} does not fit this base model's modules_to_save: "
+                              f"parameters missing from the file: {missing[:5]}; in the file but not here: {extra[:5]}")
+    for pname, value in folder.others.items():
+        if params[pname].shape != value.shape:
+            raise CheckpointError(f"PEFT adapter parameter {pname!r} has shape {tuple(value.shape)}, this base "
+                                  f"model's is {tuple(params[pname].shape)}")
+    return params

@@ -43,9 +43,10 @@ from typing import Any, Iterator, Sequence
 import torch
 import torch.nn as nn
 
-from .checkpoint import load_adapter, read_factors, read_meta, read_tensors
+from .adapter_file import AdapterFolder
+from .checkpoint import folder_factors, load_folder
 from .combine import CombineError, shared_factor
-from .inject import _set_submodule, adapted_layers
+from .inject import adapted_layers, forget_adapters, set_submodule
 from .layers import AdaptedLayer
 
 __all__ = ["ServingError", "MultiAdapterLayer", "MultiAdapterModel", "load_many"]
@@ -84,12 +85,11 @@ class MultiAdapterLayer(nn.Module):
         super().__init__()
         self.base_layer = layer.base_layer
         self.name = layer.name
-        self.kind = layer.kind
         self.rank = layer.rank
         self.mode = mode
-        # the adapted layer supplies the layout-specific projections (project / expand); it is kept
-        # out of the module tree so that its base layer is not registered twice
-        object.__setattr__(self, "_template", layer)
+        # the adapted layer supplies the layout-specific projections (project / expand / expand_rows);
+        # it is kept out of the module tree so that its base layer is not registered twice
+        object.__setattr__(self, "layout", layer)
         object.__setattr__(self, "_router", router)
         a = layer.lora_A.detach()
         self.register_buffer("lora_A", a)
@@ -115,9 +115,9 @@ class MultiAdapterLayer(nn.Module):
                                "sequences per prompt, repeat each id per sequence.")
         if not route.groups:
             return out  # every row uses the base model
-        layer = self._template
+        layer = self.layout
         a = self.lora_A
-        h = layer.project(x.to(a.dtype), a)  # once for all rows: the shared A
+        h = layer.project(layer.branch_input(x, a.dtype), a)  # once for all rows: the shared A
         single = len(route.groups) == 1 and route.groups[0][1] is None
         if self.mode == "gathered" or (self.mode == "auto" and not single):
             branch = self._gathered(h, route.ids)
@@ -136,12 +136,9 @@ class MultiAdapterLayer(nn.Module):
     def _gathered(self, h: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
         idx = torch.where(ids < 0, torch.full_like(ids, self.num_adapters), ids)
         b = self.lora_Bs.index_select(0, idx)  # (batch, d_out, r)
+        y = self.layout.expand_rows(h, b)
         s = self.scales.index_select(0, idx)
-        if self.kind == "conv2d":
-            return torch.einsum("brhw,bor->bohw", h, b) * s[:, None, None, None]
-        flat = h.reshape(h.shape[0], -1, h.shape[-1])  # (batch, tokens, r)
-        y = torch.bmm(flat, b.transpose(1, 2)) * s[:, None, None]
-        return y.reshape(h.shape[:-1] + (b.shape[1],))
+        return y * s.reshape((-1,) + (1,) * (y.dim() - 1))
 
     def extra_repr(self) -> str:
         return f"name={self.name!r}, adapters={self.num_adapters}, rank={self.rank}, mode={self.mode!r}"
@@ -236,10 +233,8 @@ class MultiAdapterModel(nn.Module):
     def unload(self) -> nn.Module:
         """Put the plain base layers back and return the base model (adapters dropped)."""
         for name, layer in list(self.layers()):
-            _set_submodule(self.model, name, layer.base_layer)
-        for attr in ("asymlora_config", "asymlora_train_modules"):
-            if attr in self.model.__dict__:
-                object.__delattr__(self.model, attr)
+            set_submodule(self.model, name, layer.base_layer)
+        forget_adapters(self.model)
         return self.model
 
 
@@ -273,8 +268,8 @@ def load_many(base_model: nn.Module, adapter_dirs: Sequence[str | os.PathLike], 
         raise ServingError(f"{len(dirs)} adapters but {len(names)} names")
     if len(set(names)) != len(names) or any(n == "base" for n in names):
         raise ServingError(f"adapter names must be distinct and not 'base': {names}")
-    metas = [read_meta(d) for d in dirs]
-    factors = [read_factors(d, base_model) for d in dirs]
+    folders = [AdapterFolder.open(d) for d in dirs]
+    factors = [folder_factors(f, base_model) for f in folders]
     try:
         shared = shared_factor(factors, labels=names, tolerance=tolerance)
     except CombineError as err:
@@ -282,29 +277,28 @@ def load_many(base_model: nn.Module, adapter_dirs: Sequence[str | os.PathLike], 
     if shared != "A":
         raise ServingError("the adapters share B but not A; batched serving computes A·x once per layer, so it "
                            "needs adapters with a shared A (B-only adapters made with the same seed)")
-    _check_train_modules(dirs, metas, names)
+    _check_train_modules(folders, names)
 
-    model = load_adapter(base_model, dirs[0])
+    model = load_folder(base_model, folders[0])
     router = _Router()
     for name, layer in list(adapted_layers(model)):
         bs = [f[name][1] for f in factors]
-        scales = [float(meta["layers"][name]["scale"]) for meta in metas]
-        _set_submodule(model, name, MultiAdapterLayer(layer, bs, scales, router, mode))
+        scales = [folder.layers[name].scale for folder in folders]
+        set_submodule(model, name, MultiAdapterLayer(layer, bs, scales, router, mode))
     return MultiAdapterModel(model, names, router)
 
 
-def _check_train_modules(dirs: Sequence[Path], metas: Sequence[dict], names: Sequence[str]) -> None:
-    sets = [tuple(m.get("train_modules") or ()) for m in metas]
+def _check_train_modules(folders: Sequence[AdapterFolder], names: Sequence[str]) -> None:
+    sets = [f.train_modules for f in folders]
     if not any(sets):
         return
     if len(set(sets)) != 1:
         raise ServingError(f"the adapters train different full modules ({dict(zip(names, sets))}); a batch can "
                            "only switch B factors per row")
-    tensors = [{k: v for k, v in read_tensors(d, m).items() if k.startswith("train_modules.")}
-               for d, m in zip(dirs, metas)]
-    for name, t in zip(names[1:], tensors[1:]):
-        for key, value in t.items():
-            if not torch.equal(value, tensors[0][key]):
-                raise ServingError(f"adapters {names[0]!r} and {name!r} trained the full parameter "
-                                   f"{key[len('train_modules.'):]!r} to different values; batched serving switches "
-                                   "only the B factors per row, so serve them in separate batches")
+    first = folders[0].train_tensors
+    for name, folder in zip(names[1:], folders[1:]):
+        for pname, value in folder.train_tensors.items():
+            if pname not in first or not torch.equal(value, first[pname]):
+                raise ServingError(f"adapters {names[0]!r} and {name!r} trained the full parameter {pname!r} to "
+                                   "different values; batched serving switches only the B factors per row, so serve "
+                                   "them in separate batches")

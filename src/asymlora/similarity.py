@@ -27,6 +27,9 @@ from dataclasses import dataclass
 
 import torch
 
+from .checkpoint import read_factors
+from .plots import new_figure, save_figure
+
 __all__ = [
     "orthonormal_basis",
     "subspace_similarity",
@@ -262,16 +265,14 @@ def compare_checkpoints(paths: Sequence, labels: Sequence[str] | None = None, ba
                         rtol: float | None = None) -> RunSimilarity:
     """:func:`compare_runs` on saved adapters (asymlora or PEFT LoRA folders, read with
     ``asymlora.read_factors``; ``base_model`` is needed only for factors frozen to the SVD of W0)."""
-    from asymlora import read_factors
-
     paths = list(paths)
     if labels is None:
-        labels = _short_labels([str(p) for p in paths])
+        labels = short_labels([str(p) for p in paths])
     sets = [read_factors(p, base_model=base_model) for p in paths]
     return compare_runs(sets, labels=labels, rtol=rtol)
 
 
-def _short_labels(paths: list[str]) -> list[str]:
+def short_labels(paths: list[str]) -> list[str]:
     """The shortest distinct trailing path parts (``runs/a/seed0`` and ``runs/a/seed1`` → ``seed0``, ``seed1``)."""
     parts = [p.rstrip("/").split("/") for p in paths]
     for depth in range(1, max(len(p) for p in parts) + 1):
@@ -318,8 +319,6 @@ def format_table(result: RunSimilarity, max_pairs: int = 6) -> str:
 
 def plot_similarity(result: RunSimilarity, path, title: str | None = None):
     """Figure 1's heatmap: layers × run pairs, A and B side by side, colour scale [0, 1]. Writes a PNG."""
-    from .plots import new_figure, save_figure
-
     pa, pb = result.pair_matrix("A").numpy(), result.pair_matrix("B").numpy()
     n_layers, n_pairs = pa.shape
     width = max(7.0, 3.0 + 0.9 * max(n_pairs, 1))
@@ -349,8 +348,6 @@ def plot_similarity(result: RunSimilarity, path, title: str | None = None):
 def plot_scenarios(summary: Mapping[str, dict], result: RunSimilarity, path, title: str | None = None):
     """Figure 1 by scenario: similarity per layer (x) for each scenario (one line each), A and B side by
     side, the random-subspace level dashed. Writes a PNG."""
-    from .plots import new_figure, save_figure
-
     layers = [short_layer_name(n) for n in result.layers]
     fig, axes = new_figure(1, 2, figsize=(max(8.0, 4.0 + 0.45 * len(layers)), 4.0))
     for ax, factor, base in ((axes[0], "A", result.baseline_a), (axes[1], "B", result.baseline_b)):

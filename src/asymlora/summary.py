@@ -64,8 +64,8 @@ def summary(model: nn.Module) -> AdapterSummary:
     """Per adapted layer: shapes, rank, scale, each factor's init and whether it trains (``*``), counts."""
     s = AdapterSummary()
     for name, layer in adapted_layers(model):
-        trained = sum(getattr(layer, f"lora_{w}").numel() for w in "AB" if layer.is_trainable(w))
-        frozen = sum(getattr(layer, f"lora_{w}").numel() for w in "AB" if not layer.is_trainable(w))
+        trained = sum(layer.factor(w).numel() for w in "AB" if layer.is_trainable(w))
+        frozen = sum(layer.factor(w).numel() for w in "AB" if not layer.is_trainable(w))
         s.rows.append(LayerRow(name, layer.kind, layer.d_in, layer.d_out, layer.rank, layer.scale,
                                _describe(layer, "A"), _describe(layer, "B"), trained, frozen))
         s.adapter_trainable += trained

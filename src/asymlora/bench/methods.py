@@ -21,11 +21,17 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+import asymlora
+from asymlora.config import AdapterConfig
+from asymlora.inject import find_targets
+from asymlora.layers import AdaptedLayer
+
 from .models import BenchModel
 
-__all__ = ["METHODS", "LABELS", "Prepared", "prepare", "adapter_modules"]
+__all__ = ["BENCH_CONFIGS", "LABELS", "Prepared", "prepare", "adapter_modules"]
 
-METHODS = ("floor", "peft-lora", "peft-lorafa", "peft-vera", "asym-lora", "asym-b-only")
+# the configurations `asymlora bench` compares (not the experiment methods of asymlora.experiments.methods)
+BENCH_CONFIGS = ("floor", "peft-lora", "peft-lorafa", "peft-vera", "asym-lora", "asym-b-only")
 LABELS = {
     "floor": "frozen model, no adapter (floor)",
     "peft-lora": "PEFT LoRA",
@@ -68,8 +74,6 @@ def _peft_targets(spec: BenchModel) -> Any:
 
 def adapter_modules(model: nn.Module) -> dict[str, nn.Module]:
     """``{qualified name: adapted layer}`` for asymlora and PEFT layers (both expose ``base_layer``)."""
-    from asymlora.layers import AdaptedLayer
-
     try:
         from peft.tuners.tuners_utils import BaseTunerLayer
     except ImportError:  # pragma: no cover
@@ -82,17 +86,14 @@ def adapter_modules(model: nn.Module) -> dict[str, nn.Module]:
 
 
 def _target_names(model: nn.Module, spec: BenchModel) -> list[str]:
-    from asymlora.config import AdapterConfig
-    from asymlora.inject import find_targets
-
     return find_targets(model, AdapterConfig(targets=spec.targets))
 
 
 def prepare(method: str, base: nn.Module, spec: BenchModel, *, rank: int, dropout: float, lr: float = 1e-4,
             seed: int = 0) -> Prepared:
     """A deep copy of ``base`` set up for ``method``, in train mode, with its optimizer."""
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; choose from {METHODS}")
+    if method not in BENCH_CONFIGS:
+        raise ValueError(f"unknown method {method!r}; choose from {BENCH_CONFIGS}")
     model = copy.deepcopy(base)
     for p in model.parameters():
         p.requires_grad_(False)
@@ -125,8 +126,6 @@ def prepare(method: str, base: nn.Module, spec: BenchModel, *, rank: int, dropou
 
                 optimizer = create_lorafa_optimizer(model, r=rank, lora_alpha=alpha, lr=lr)
         else:
-            import asymlora
-
             preset = "b-only" if method == "asym-b-only" else "lora"
             asymlora.inject(model, asymlora.AdapterConfig.preset(preset, rank=rank, alpha=float(alpha),
                                                                  targets=spec.targets, dropout=dropout, seed=seed))

@@ -19,6 +19,9 @@ from typing import Any, Callable
 import torch
 import torch.nn as nn
 
+from asymlora.models import load_model
+from asymlora.models.causal_lm import load_causal_lm
+
 __all__ = ["BenchModel", "BENCH_MODELS", "get_bench_model", "make_batch"]
 
 
@@ -53,15 +56,11 @@ def _tiny() -> nn.Module:
 
 
 def _minilm() -> nn.Module:
-    from asymlora.models import load_model
-
     model, _ = load_model("minilm", num_labels=2, seed=0)
     return model.eval()
 
 
 def _smollm2() -> nn.Module:
-    from asymlora.models.causal_lm import load_causal_lm
-
     model, _ = load_causal_lm("smollm2", tokenizer=False)
     return model.eval()
 

@@ -13,6 +13,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
+
+import asymlora
+from asymlora.atomic import atomic_write_bytes
+
 __all__ = ["Row", "fmt_value", "format_table", "format_absolute", "machine_info", "write_json"]
 
 
@@ -133,10 +138,6 @@ def _git_commit() -> str | None:
 
 
 def machine_info(device: str) -> dict[str, Any]:
-    import torch
-
-    import asymlora
-
     info: dict[str, Any] = {
         "cpu": _cpu_name(),
         "logical_cpus": os.cpu_count(),
@@ -170,8 +171,6 @@ def machine_line(meta: dict[str, Any]) -> str:
 
 
 def write_json(path: str | os.PathLike, payload: dict[str, Any]) -> Path:
-    from asymlora.atomic import atomic_write_bytes
-
     def default(o: Any) -> Any:
         if isinstance(o, Row):
             return asdict(o)

@@ -23,9 +23,14 @@ from typing import Any, Callable
 import torch
 import torch.nn as nn
 
+import asymlora
+from asymlora.adapter_file import AdapterFolder
+from asymlora.combine import CombineError, combine
+from asymlora.serving import load_many
+
 from .measure import (SavedTensorTracer, clock_name, median, model_state_bytes, optimizer_state_bytes,
                       peak_memory, time_interleaved)
-from .methods import LABELS, METHODS, Prepared, adapter_modules, prepare
+from .methods import LABELS, BENCH_CONFIGS, Prepared, adapter_modules, prepare
 from .models import BenchModel, make_batch
 from .report import Row, fmt_value
 
@@ -113,7 +118,7 @@ def saved_section(s: Settings, base: nn.Module) -> tuple[list[Row], dict[str, An
     batch = make_batch(spec, base, s.batch, s.seq_len, s.device, seed=s.seed)
     tokens = s.tokens
     s.progress("saved: tracing the tensors autograd keeps for backward")
-    preps = {m: prepare(m, base, spec, rank=s.rank, dropout=s.dropout, seed=s.seed) for m in METHODS}
+    preps = {m: prepare(m, base, spec, rank=s.rank, dropout=s.dropout, seed=s.seed) for m in BENCH_CONFIGS}
     saved = _saved_by_method(s, preps, batch)
     for p in preps.values():
         for h in p.hooks:
@@ -146,7 +151,7 @@ def saved_section(s: Settings, base: nn.Module) -> tuple[list[Row], dict[str, An
     table = [[_label(m), f"{preps[m].trainable:,}"]
              + [fmt_value(saved[m]["groups"][k]["max_branch_bytes"] / tokens, "B/token")
                 if k in saved[m]["groups"] else "—" for k in keys]
-             + [fmt_value(saved[m]["total_bytes"] / tokens, "B/token")] for m in METHODS]
+             + [fmt_value(saved[m]["total_bytes"] / tokens, "B/token")] for m in BENCH_CONFIGS]
     columns = (["configuration", "trainable params"] + [f"branch keeps, {k}" for k in keys] + ["whole model keeps"])
     return rows, {"tokens": tokens, "saved": saved, "trainable": {m: p.trainable for m, p in preps.items()},
                   "absolute_table": {"title": "Bytes kept for backward, per token (saved section)",
@@ -157,11 +162,11 @@ def step_section(s: Settings, base: nn.Module) -> tuple[list[Row], dict[str, Any
     """Step time (interleaved, median) and peak step memory of every configuration."""
     spec = s.spec
     batch = make_batch(spec, base, s.batch, s.seq_len, s.device, seed=s.seed)
-    s.progress(f"step: preparing {len(METHODS)} configurations")
-    preps = {m: prepare(m, base, spec, rank=s.rank, dropout=s.dropout, seed=s.seed) for m in METHODS}
+    s.progress(f"step: preparing {len(BENCH_CONFIGS)} configurations")
+    preps = {m: prepare(m, base, spec, rank=s.rank, dropout=s.dropout, seed=s.seed) for m in BENCH_CONFIGS}
     # an identical second floor, timed like the others: the run-to-run noise of this run
     control = prepare("floor", base, spec, rank=s.rank, dropout=s.dropout, seed=s.seed)
-    s.progress(f"step: timing ({s.warmup} warm-up + {s.repeats} rounds × {len(METHODS) + 1} configurations)")
+    s.progress(f"step: timing ({s.warmup} warm-up + {s.repeats} rounds × {len(BENCH_CONFIGS) + 1} configurations)")
     fns = {m: _stepper(p, batch) for m, p in preps.items()}
     fns["floor-control"] = _stepper(control, batch)
     times = time_interleaved(fns, warmup=s.warmup, repeats=s.repeats, device=s.device, clock=s.clock,
@@ -203,7 +208,7 @@ def step_section(s: Settings, base: nn.Module) -> tuple[list[Row], dict[str, Any
     table = [[_label(m), f"{preps[m].trainable:,}",
               f"{fmt_value(step_s[m], 's')} ({fmt_value(min(times[m]), 's')}–{fmt_value(max(times[m]), 's')})",
               fmt_value(peak[m]["step_peak_above_start"], "B"), fmt_value(peak[m]["adapter_state"], "B"),
-              fmt_value(peak[m]["total"], "B")] for m in METHODS]
+              fmt_value(peak[m]["total"], "B")] for m in BENCH_CONFIGS]
     columns = ["configuration", "trainable params", "step time median (min–max)", "step peak above start",
                "adapter + optimizer state", "peak step memory"]
     return rows, {"step_seconds": times, "step_median_s": step_s, "peak_memory": peak,
@@ -217,8 +222,6 @@ def _folder_bytes(path: Path, names: tuple[str, ...]) -> dict[str, int]:
 
 
 def file_section(s: Settings, base: nn.Module) -> tuple[list[Row], dict[str, Any]]:
-    import asymlora
-
     spec = s.spec
     out: dict[str, dict[str, int]] = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -268,8 +271,6 @@ def _randomize_trainable(model: nn.Module, seed: int, scale: float = 0.02) -> No
 
 
 def merged_section(s: Settings, base: nn.Module) -> tuple[list[Row], dict[str, Any]]:
-    import asymlora
-
     spec = s.spec
     batch = make_batch(spec, base, s.infer_batch, s.infer_seq_len, s.device, seed=s.seed, labels=False)
     models: dict[str, nn.Module] = {"base": copy.deepcopy(base).eval(), "base-control": copy.deepcopy(base).eval()}
@@ -324,11 +325,7 @@ def _rel(x: torch.Tensor, y: torch.Tensor) -> float:
 
 
 def combine_section(s: Settings, base: nn.Module) -> tuple[list[Row], dict[str, Any]]:
-    import asymlora
     from peft import LoraConfig, PeftModel, get_peft_model
-
-    from asymlora.checkpoint import read_meta
-    from asymlora.combine import CombineError, combine
 
     spec = s.spec
     weights = list(s.combine_weights)
@@ -347,7 +344,7 @@ def combine_section(s: Settings, base: nn.Module) -> tuple[list[Row], dict[str, 
             bdirs.append(asymlora.save_adapter(m, tmp / f"bonly{i}"))
             asymlora.export_peft(m, tmp / f"bonly{i}-peft")
         bfactors = [asymlora.read_factors(d) for d in bdirs]
-        bscale = {n: e["scale"] for n, e in read_meta(bdirs[0])["layers"].items()}
+        bscale = AdapterFolder.open(bdirs[0]).scales()
         exact_b = {n: sum(w * bscale[n] * f[n][1].double() @ f[n][0].double() for w, f in zip(weights, bfactors))
                    for n in bfactors[0]}
         combined = combine(copy.deepcopy(base_cpu), bdirs, weights)
@@ -442,10 +439,7 @@ def _with_exact_delta(base: nn.Module, deltas: dict[str, torch.Tensor]) -> nn.Mo
 # ---- many adapters in one batch ------------------------------------------------------------------------------
 
 def multi_section(s: Settings, base: nn.Module) -> tuple[list[Row], dict[str, Any]]:
-    import asymlora
     from peft import PeftModel
-
-    from asymlora.serving import load_many
 
     spec = s.spec
     n_max = max(s.serve_counts)

@@ -7,6 +7,21 @@ import json
 import sys
 from pathlib import Path
 
+from asymlora.adapter_file import CONFIG_NAME, CheckpointError
+from asymlora.atomic import atomic_write_json
+from asymlora.experiments.spec import with_added_settings
+from asymlora.models.registry import load_model
+from asymlora.provenance import environment
+from asymlora.similarity import (
+    compare_checkpoints,
+    format_scenarios,
+    format_table,
+    plot_scenarios,
+    plot_similarity,
+    scenario_summary,
+    short_labels,
+)
+
 DESCRIPTION = """\
 Compare the adapters of several runs layer by layer, as in Figure 1 of Zhu et al. (ICML 2024).
 
@@ -50,8 +65,6 @@ def register(subparsers) -> None:
 
 def resolve_adapter_dir(path: str | Path) -> Path:
     """``path`` if it is an adapter folder, ``path/adapter`` if it is a run folder; else ``ValueError``."""
-    from asymlora.checkpoint import CONFIG_NAME
-
     p = Path(path)
     if (p / CONFIG_NAME).is_file():
         return p
@@ -66,16 +79,12 @@ def resolve_adapter_dir(path: str | Path) -> Path:
 def _load_base(name: str, pooling: str = "model"):
     """The base model with the module names of the runs' fine-tune (the head is irrelevant: only the
     adapted layers' W0 are read, but their names depend on the head the runs used)."""
-    from asymlora.models.registry import load_model
-
     model, _ = load_model(name, num_labels=2, pooling=pooling)
     return model
 
 
 def read_run_specs(paths) -> list[dict | None]:
     """The RunSpec saved in each folder's config.json (settings added since filled in), None where there is none."""
-    from asymlora.experiments.spec import with_added_settings
-
     specs: list[dict | None] = []
     for p in paths:
         try:
@@ -105,22 +114,10 @@ def run_identities(specs) -> tuple[list[str], list[tuple]] | None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from asymlora.atomic import atomic_write_json
-    from asymlora.checkpoint import CheckpointError
-    from asymlora.similarity import (
-        _short_labels,
-        compare_checkpoints,
-        format_scenarios,
-        format_table,
-        plot_scenarios,
-        plot_similarity,
-        scenario_summary,
-    )
-
     if len(args.runs) < 2:
         print("asymlora similarity: give at least two RUN_DIRs to compare", file=sys.stderr)
         return 2
-    labels = [s.strip() for s in args.labels.split(",")] if args.labels else _short_labels(list(args.runs))
+    labels = [s.strip() for s in args.labels.split(",")] if args.labels else short_labels(list(args.runs))
     if len(labels) != len(args.runs) or len(set(labels)) != len(labels):
         print(f"asymlora similarity: --labels must give {len(args.runs)} distinct names, got {labels}",
               file=sys.stderr)
@@ -153,6 +150,4 @@ def main(args: argparse.Namespace) -> int:
 
 
 def _environment() -> dict:
-    from asymlora.provenance import environment
-
     return environment(seed=None)

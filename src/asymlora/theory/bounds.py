@@ -20,6 +20,8 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 
+from ..inject import adapted_layers
+
 __all__ = ["TUNED", "generalization_bound", "trainable_numbers", "equal_bound_rank", "model_layer_dims",
            "bound_table"]
 
@@ -92,8 +94,6 @@ def equal_bound_rank(layer_dims: Iterable, rank: int, tuned: str = "B") -> tuple
 def model_layer_dims(model) -> list[tuple[str, int, int]]:
     """``(qualified name, d_in, d_out)`` of every adapted layer of a model that ``asymlora.inject``
     has wrapped (read through ``asymlora.adapted_layers``)."""
-    from asymlora import adapted_layers
-
     dims = [(name, int(layer.d_in), int(layer.d_out)) for name, layer in adapted_layers(model)]
     if not dims:
         raise ValueError("the model has no asymlora adapters; call asymlora.inject(model, cfg) first")

@@ -23,6 +23,11 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import torch
+from torch import nn
+
+from ..config import AdapterConfig
+from ..init import haar
+from ..inject import adapted_layers, inject
 
 __all__ = [
     "Optimum",
@@ -226,18 +231,13 @@ def population_loss(delta, cov, b, a, noise_var: float = 0.0) -> float:
 
 
 def random_stiefel(rows: int, cols: int, generator: torch.Generator | None = None) -> torch.Tensor:
-    """A matrix drawn uniformly (Haar) from the Stiefel manifold, float64.
+    """A matrix drawn uniformly (Haar) from the Stiefel manifold, float64 (:func:`asymlora.init.haar`).
 
     For rows >= cols the columns are orthonormal (MᵀM = I); otherwise the rows are (M Mᵀ = I).
-    QR of a Gaussian matrix with the signs of R's diagonal moved into Q (Mezzadri 2007).
     """
-    n, k = (rows, cols) if rows >= cols else (cols, rows)
-    g = torch.randn(n, k, generator=generator, dtype=_DTYPE)
-    qm, rm = torch.linalg.qr(g)
-    sign = torch.sign(torch.diagonal(rm))
-    sign[sign == 0] = 1.0
-    qm = qm * sign
-    return qm if rows >= cols else qm.T.contiguous()
+    if rows >= cols:
+        return haar(rows, cols, generator)
+    return haar(cols, rows, generator).T.contiguous()
 
 
 def sample_regression(delta, cov, n: int, noise_var: float = 0.0,
@@ -297,10 +297,6 @@ def train_adapter_layer(x, y, w0, *, preset: str, rank: int, seed: int = 0, step
 
     Returns ``(layer, losses)``: the adapted layer (float64) and the loss after every step.
     """
-    from torch import nn
-
-    import asymlora
-
     if preset not in ("b-only", "a-only"):
         raise ValueError(f"preset must be 'b-only' or 'a-only' (one factor trained), got {preset!r}")
     x, y, w0 = _mat(x, "x"), _mat(y, "y"), _mat(w0, "w0")
@@ -317,9 +313,9 @@ def train_adapter_layer(x, y, w0, *, preset: str, rank: int, seed: int = 0, step
     model = _One()
     with torch.no_grad():
         model.proj.weight.copy_(w0)
-    cfg = asymlora.AdapterConfig.preset(preset, rank=rank, alpha=alpha, targets=["proj"], seed=seed)
-    asymlora.inject(model, cfg)
-    layer = dict(asymlora.adapted_layers(model))["proj"]
+    cfg = AdapterConfig.preset(preset, rank=rank, alpha=alpha, targets=["proj"], seed=seed)
+    inject(model, cfg)
+    layer = dict(adapted_layers(model))["proj"]
     params = [p for p in model.parameters() if p.requires_grad]
     if len(params) != 1:
         raise RuntimeError(f"expected exactly one trainable factor for preset {preset!r}, found {len(params)}")

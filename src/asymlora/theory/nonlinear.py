@@ -26,12 +26,13 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn.functional as F
 
-from .least_squares import random_stiefel
+from .least_squares import freeze_a_optimum, freeze_b_optimum, joint_optimum, random_stiefel
 
 __all__ = ["logistic_loss", "logistic_factor_grads", "fit_logistic", "DigitsRow", "digits_experiment", "TASKS", "FEATURES"]
 
 _DTYPE = torch.float64
-METHODS = ("B-only", "A-only", "LoRA")
+# the factor policies of §B.1.2's logistic-regression experiment (not asymlora.experiments.methods)
+LOGISTIC_POLICIES = ("B-only", "A-only", "LoRA")
 
 
 def logistic_loss(w: torch.Tensor, bias: torch.Tensor, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -73,7 +74,7 @@ def fit_logistic(x, labels, w0, bias, *, method: str, rank: int = 0, l2: float =
     elif method == "full":
         params = [b, torch.zeros(k, d, dtype=_DTYPE, requires_grad=True)]
         delta = lambda: params[1]  # noqa: E731
-    elif method in METHODS:
+    elif method in LOGISTIC_POLICIES:
         if not 1 <= rank <= min(k, d):
             raise ValueError(f"rank must be in [1, {min(k, d)}] for a {k} × {d} weight, got {rank}")
         if method == "B-only":
@@ -89,7 +90,7 @@ def fit_logistic(x, labels, w0, bias, *, method: str, rank: int = 0, l2: float =
             params = [b, torch.zeros(k, rank, dtype=_DTYPE, requires_grad=True), a]
             delta = lambda: params[1] @ params[2]  # noqa: E731
     else:
-        raise ValueError(f"method must be one of {METHODS + ('full', 'bias')}, got {method!r}")
+        raise ValueError(f"method must be one of {LOGISTIC_POLICIES + ('full', 'bias')}, got {method!r}")
 
     opt = torch.optim.LBFGS(params, lr=1.0, max_iter=max_iter, tolerance_grad=1e-9,
                             tolerance_change=1e-12, history_size=20, line_search_fn="strong_wolfe")
@@ -169,8 +170,6 @@ def digits_experiment(ranks=(1, 2, 4, 8), seeds=(0, 1, 2), *, task: str = "new-c
     (only b trained), ``full`` (W trained without a rank limit). ``trainable`` counts the factor
     parameters plus K for the bias. Needs scikit-learn.
     """
-    from .least_squares import freeze_a_optimum, freeze_b_optimum, joint_optimum
-
     if task not in TASKS:
         raise ValueError(f"task must be one of {TASKS}, got {task!r}")
     x_tr, y_tr, x_te, y_te = _digits_split(split_seed, features, pca_dim)
@@ -226,7 +225,7 @@ def digits_experiment(ranks=(1, 2, 4, 8), seeds=(0, 1, 2), *, task: str = "new-c
         r = int(r)
         if r > min(k, d):
             continue
-        for method in METHODS:
+        for method in LOGISTIC_POLICIES:
             res = [evaluate(fit(method, r, s)) for s in seeds]
             lin = sum(linear_excess(method, r, s) for s in seeds) / len(seeds)
             trainable = {"B-only": k * r, "A-only": r * d, "LoRA": r * (k + d)}[method] + k

@@ -29,7 +29,8 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from .least_squares import DEFAULT_RCOND, random_stiefel
+from ..init import haar
+from .least_squares import DEFAULT_RCOND, freeze_a_optimum, freeze_b_optimum, joint_optimum, random_stiefel
 
 __all__ = [
     "SIGMA_FAMILIES",
@@ -45,15 +46,6 @@ __all__ = [
 SIGMA_FAMILIES = ("isotropic", "lowrank", "decaying")
 DELTA_FAMILIES = ("gaussian", "lowrank")
 _DTYPE = torch.float64
-
-
-def _haar_batch(t: int, n: int, k: int, gen: torch.Generator) -> torch.Tensor:
-    """t Haar matrices n × k with orthonormal columns (n >= k)."""
-    g = torch.randn(t, n, k, generator=gen, dtype=_DTYPE)
-    qm, rm = torch.linalg.qr(g)
-    sign = torch.sign(torch.diagonal(rm, dim1=-2, dim2=-1))
-    sign[sign == 0] = 1.0
-    return qm * sign[:, None, :]
 
 
 def sample_instances(t: int, d: int, *, sigma: str, delta: str, r_x: int, delta_rank: int,
@@ -73,10 +65,10 @@ def sample_instances(t: int, d: int, *, sigma: str, delta: str, r_x: int, delta_
     elif sigma == "lowrank":
         if not 1 <= r_x <= d:
             raise ValueError(f"r_x must be in [1, d={d}], got {r_x}")
-        u_x = _haar_batch(t, d, r_x, gen)
+        u_x = haar(d, r_x, gen, batch=(t,))
         f = u_x * math.sqrt(d / r_x)
     else:
-        v = _haar_batch(t, d, d, gen)
+        v = haar(d, d, gen, batch=(t,))
         lam = torch.arange(1, d + 1, dtype=_DTYPE) ** (-float(decay))
         lam = lam * (d / lam.sum())
         f = v * lam.sqrt()
@@ -170,8 +162,8 @@ def theorem_experiment(ds, rank: int = 4, trials: int = 200, *, sigmas=SIGMA_FAM
                     t = min(chunk, trials - done)
                     f, dm, u_x = sample_instances(t, d, sigma=sigma, delta=delta, r_x=r_x,
                                                   delta_rank=delta_rank, decay=decay, gen=gen)
-                    q = _haar_batch(t, d, r, gen).transpose(-2, -1)
-                    u = _haar_batch(t, d, r, gen)
+                    q = haar(d, r, gen, batch=(t,)).transpose(-2, -1)
+                    u = haar(d, r, gen, batch=(t,))
                     terms = explained_terms(f, dm, q, u, r)
                     for k, v in terms.items():
                         parts[k].append(v)
@@ -225,8 +217,6 @@ def extreme_example(d_in: int = 64, d_out: int = 64, rank: int = 4, r_x: int | N
     B-only with Q (Lemma B.1, pseudo-inverse), of the best rank-r LoRA, and of A-only with a Haar U
     (Lemma B.2). With r_X ≤ r the first two are 0 (to rounding); with r_X > r (pass r_x) they are not.
     """
-    from .least_squares import freeze_a_optimum, freeze_b_optimum, joint_optimum
-
     r = int(rank)
     r_x = r if r_x is None else int(r_x)
     gen = torch.Generator().manual_seed(int(seed))
