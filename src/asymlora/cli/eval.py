@@ -87,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
     except (ModelError, SourceError) as err:
         print(f"asymlora eval: {err}", file=sys.stderr)
         return 2
+    env = environment(args.subset_seed)  # before scoring: the commit and versions this run starts from
     bar = None
     if args.progress:
         from tqdm import tqdm
@@ -108,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
           f"{torch.get_num_threads()} threads)")
     if args.json:
         config = {k: v for k, v in vars(args).items() if k != "func"}
-        out = {"benchmark": "mmlu", "config": config, "environment": environment(args.subset_seed),
+        out = {"benchmark": "mmlu", "config": config, "environment": env,
                "questions": len(questions), "seconds": seconds, "questions_per_second": qps,
                "summary": {s["scorer"]: s for s in summaries}, "records": records}
         atomic_write_json(Path(args.json), out)
