@@ -46,10 +46,11 @@ def main(argv: list[str] | None = None) -> int:
         questions = [q for q in questions if q.subject in wanted]
     questions = subset(questions, args.per_subject)
     folder = causal_lm_folder(args.model)
+    env = environment(0)  # before the run: the commit and versions it starts from
     with tempfile.TemporaryDirectory(prefix="mmlu-vs-lm-eval-") as tmp:
         report = run_crosscheck(folder, questions, tmp, batch_size=args.batch_size)
     report["config"] = vars(args)
-    report["environment"] = environment(0)
+    report["environment"] = env
     ok = True
     for label in ("base", "b-only-peft"):
         r = report[label]
