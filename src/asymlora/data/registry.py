@@ -25,6 +25,9 @@ _BUILTIN: dict[str, tuple[str, str]] = {  # name: (module, loader function)
     "trec-fine": ("asymlora.data.trec", "load_trec_fine"),
     "sms-spam": ("asymlora.data.sms_spam", "load_sms_spam"),
     "sarcasm": ("asymlora.data.sarcasm", "load_sarcasm"),
+    "rotated-mnist": ("asymlora.data.mnist_domains", "load_rotated_mnist"),
+    "colored-mnist": ("asymlora.data.mnist_domains", "load_colored_mnist"),
+    "rotated-fashion-mnist": ("asymlora.data.mnist_domains", "load_rotated_fashion_mnist"),
 }
 _REGISTERED: dict[str, Callable[..., TaskProtocol]] = {}
 # Data files of other modalities, by the ``task_kind`` option: kind -> (module, reader of (path, **options)).

