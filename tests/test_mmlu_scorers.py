@@ -132,7 +132,7 @@ def test_summary_intervals_and_table():
     assert 0.3 < low < 0.5 < high < 0.7
     assert s["subject_mean"]["accuracy"] == 0.5
     flat = ev.flat_metrics(s)
-    assert flat["letter_average"] == 0.5 and "letter_social_sciences" in flat
+    assert flat["letter_accuracy"] == 0.5 and "letter_social_sciences_accuracy" in flat
     table = ev.format_table([s])
     assert "50.00" in table and "STEM" in table and "—" in table  # no STEM subject here
     with pytest.raises(ValueError, match="cloze"):

@@ -28,11 +28,14 @@ _BUILTIN: dict[str, tuple[str, str]] = {  # name: (module, loader function)
     "rotated-mnist": ("asymlora.data.mnist_domains", "load_rotated_mnist"),
     "colored-mnist": ("asymlora.data.mnist_domains", "load_colored_mnist"),
     "rotated-fashion-mnist": ("asymlora.data.mnist_domains", "load_rotated_fashion_mnist"),
+    "natural-instructions": ("asymlora.tasks.instruction_mmlu", "load_natural_instructions_task"),
 }
 _REGISTERED: dict[str, Callable[..., TaskProtocol]] = {}
 # Data files of other modalities, by the ``task_kind`` option: kind -> (module, reader of (path, **options)).
 # Without one (or with classification / regression) a file is a text classification / regression task.
-FILE_KINDS: dict[str, tuple[str, str]] = {}
+FILE_KINDS: dict[str, tuple[str, str]] = {
+    "instructions": ("asymlora.tasks.instruction_mmlu", "load_instruction_file_task"),  # JSONL, scored on MMLU
+}
 
 
 def list_tasks() -> list[str]:

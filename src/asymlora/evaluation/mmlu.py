@@ -37,7 +37,7 @@ from asymlora.data.mmlu import CATEGORIES, LETTERS, MMLUQuestion, category_of
 from asymlora.evaluation.bootstrap import bootstrap_interval
 from asymlora.evaluation.multiple_choice import score_choices, single_token_ids
 
-__all__ = ["PROMPT", "SCORERS", "mmlu_prompt", "score_mmlu", "summarise", "flat_metrics", "format_table"]
+__all__ = ["PROMPT", "SCORERS", "mmlu_prompt", "score_mmlu", "summarise", "category_key", "flat_metrics", "format_table"]
 
 PROMPT = ("The following are multiple choice questions (with answers) about {subject}.\n\n"
           "{question}\nA. {a}\nB. {b}\nC. {c}\nD. {d}\nAnswer:")
@@ -121,12 +121,20 @@ def summarise(records: Sequence[dict[str, Any]], scorer: str, *, seed: int = 0,
     return out
 
 
+def category_key(category: str) -> str:
+    """``"Social Sciences"`` → ``"social_sciences"`` (the metric-name form of a category)."""
+    return category.lower().replace(" ", "_")
+
+
 def flat_metrics(summary: dict[str, Any]) -> dict[str, float]:
-    """``{"letter_average": …, "letter_stem": …, "letter_social_sciences": …}``: flat names for a results file."""
-    p = summary["scorer"]
-    flat = {f"{p}_average": summary["average"]["accuracy"], f"{p}_subject_mean": summary["subject_mean"]["accuracy"]}
+    """Flat names for a results file, for scorer ``s``: ``s_accuracy`` (every question pooled, Table 8's
+    average) with its interval ``s_accuracy_low`` / ``_high``, ``s_subject_mean_accuracy`` and
+    ``s_<category>_accuracy`` (``humanities``, ``stem``, ``social_sciences``, ``other``)."""
+    p, avg = summary["scorer"], summary["average"]
+    flat = {f"{p}_accuracy": avg["accuracy"], f"{p}_accuracy_low": avg["low"], f"{p}_accuracy_high": avg["high"],
+            f"{p}_subject_mean_accuracy": summary["subject_mean"]["accuracy"]}
     for cat, fig in summary["categories"].items():
-        flat[f"{p}_{cat.lower().replace(' ', '_')}"] = fig["accuracy"]
+        flat[f"{p}_{category_key(cat)}_accuracy"] = fig["accuracy"]
     return flat
 
 

@@ -5,7 +5,8 @@ A :class:`Method` knows how to turn a freshly loaded base model (with its task h
 to train (:meth:`~Method.setup`), how to save what was trained and load it back onto a fresh base
 (:meth:`~Method.save` / :meth:`~Method.load`), its display name in the paper's notation and its default
 learning rate and sweep. One subclass per kind: :class:`AdapterMethod` (an asymlora preset),
-:class:`FullFineTuning`, :class:`LinearProbe`, :class:`PeftLora`.
+:class:`FullFineTuning`, :class:`LinearProbe`, :class:`PeftLora`, and :class:`Untuned` (nothing trained: the
+baseline row of the language-model tables).
 
 Learning rates. The paper gives none for GLUE; LoRA's RoBERTa recipe uses 4e-4–5e-4 for adapters and
 full fine-tuning uses 1e-5–5e-5. On the small encoders and short runs here the defaults are one step
@@ -62,6 +63,7 @@ class Method:
 
     kind = "base"
     uses_rank = False
+    trains = True  # False: nothing is trained; the run evaluates the base model as it is
 
     # --- names ------------------------------------------------------------------------------------
     @property
@@ -202,6 +204,32 @@ class LinearProbe(Method):
 
 
 @dataclass(frozen=True)
+class Untuned(Method):
+    """The pretrained model as it is: nothing trains, no learning rate (the first row of Tables 6 and 8).
+
+    Only for tasks whose head comes pretrained (a language model's): a new task head would be random."""
+
+    kind = "untuned"
+    trains = False
+
+    @property
+    def notation(self) -> str:
+        return "W_0"
+
+    def what_trains(self) -> str:
+        return "nothing: the pretrained model evaluated as it is"
+
+    def _setup(self, model, *, rank, seed, targets, head):
+        if head:
+            raise MethodError(f"method 'untuned' evaluates a pretrained model as it is, but this task's model has "
+                              f"a new, randomly initialised head ({', '.join(head)}); use it with a language-model "
+                              "task (causal-lm or seq2seq-lm head), or train the head with 'linear-probe'")
+        for p in model.parameters():
+            p.requires_grad_(False)
+        return model
+
+
+@dataclass(frozen=True)
 class PeftLora(Method):
     """Hugging Face PEFT's LoRA, built with ``get_peft_model`` (needs the ``peft`` package)."""
 
@@ -243,6 +271,8 @@ METHODS: dict[str, Method] = {
     m.name: m for m in (
         FullFineTuning("full-ft", lr=5e-5, lr_sweep=FULL_FT_LRS, label="Full FT",
                        description="full fine-tuning: every parameter of the model and the head"),
+        Untuned("untuned", lr=0.0, lr_sweep=(), label="Untuned",
+                description="the pretrained model as it is, nothing trained (a language model's baseline row)"),
         LinearProbe("linear-probe", lr=3e-3, lr_sweep=PROBE_LRS, label="LP",
                     description="linear probing: the new task head only, the rest frozen"),
         _adapter("lora", "classic LoRA: A Kaiming-uniform and B zero, both trained", label="LoRA"),

@@ -32,9 +32,9 @@ from typing import Any, Iterable, Sequence
 from asymlora.atomic import atomic_write_bytes
 from asymlora.experiments.methods import ORDER, get_method
 from asymlora.experiments.spec import with_added_settings, with_head
+from asymlora.tasks.protocol import is_percent
 
 TASK_ORDER = ("sentiment", "sentiment-score", "trec", "trec-fine", "sms-spam", "sarcasm")
-UNIT_METRICS = frozenset({"accuracy", "f1", "macro_f1", "mcc", "pearson", "spearman"})
 MIN_SEEDS = 3
 
 
@@ -123,7 +123,7 @@ class Table:
         return self.cells.get((row, task))
 
     def average(self, row) -> float:
-        tasks = [t for t in self.tasks if self.metrics[t] in UNIT_METRICS]
+        tasks = [t for t in self.tasks if is_percent(self.metrics[t])]
         means = [self.cells[(row, t)].mean for t in tasks if (row, t) in self.cells]
         if not tasks or len(means) != len(tasks) or any(math.isnan(m) for m in means):
             return math.nan
@@ -131,7 +131,7 @@ class Table:
 
 
 def scale(v: float, metric: str) -> float:
-    return 100.0 * v if metric in UNIT_METRICS else v
+    return 100.0 * v if is_percent(metric) else v
 
 
 def model_name(result: dict[str, Any]) -> str:
@@ -235,9 +235,9 @@ def fmt(mean: float, std: float, metric: str, n: int) -> str:
     m = scale(mean, metric)
     star = "*" if n < MIN_SEEDS else ""
     if math.isnan(std):
-        return f"{m:.1f}{star}" if metric in UNIT_METRICS else f"{m:.3f}{star}"
+        return f"{m:.1f}{star}" if is_percent(metric) else f"{m:.3f}{star}"
     s = scale(std, metric)
-    return (f"{m:.1f} ± {s:.1f}{star}" if metric in UNIT_METRICS else f"{m:.3f} ± {s:.3f}{star}")
+    return (f"{m:.1f} ± {s:.1f}{star}" if is_percent(metric) else f"{m:.3f} ± {s:.3f}{star}")
 
 
 def fmt_gap(values: Sequence[float], metric: str) -> str:
@@ -245,7 +245,7 @@ def fmt_gap(values: Sequence[float], metric: str) -> str:
     m, s = mean_std(values)
     if math.isnan(m):
         return "—"
-    digits = 1 if metric in UNIT_METRICS else 3
+    digits = 1 if is_percent(metric) else 3
     text = f"{scale(m, metric):+.{digits}f}"
     return text + (f" ± {scale(s, metric):.{digits}f}" if not math.isnan(s) else "") + ("*" if len(values) < MIN_SEEDS else "")
 
@@ -438,7 +438,7 @@ def plot(tables: Sequence[Table], bars_path: Path, curves_path: Path) -> None:
             ax.set_yticks(list(y), labels, fontsize=8)
             ax.invert_yaxis()
             finite = [m for m in means if not math.isnan(m)]
-            if finite and table.metrics[task] in UNIT_METRICS:
+            if finite and is_percent(table.metrics[task]):
                 ax.set_xlim(0.0, min(100.0, max(m + s for m, s in zip(means, stds) if not math.isnan(m)) + 5.0))
             ax.set_title(f"{task} ({table.metrics[task]})", fontsize=9)
             if ax is not axes[0][0]:

@@ -74,7 +74,9 @@ class RunSpec:
             raise ValueError(f"method {method.name!r} needs a rank ≥ 1, got {self.rank!r}")
         else:
             object.__setattr__(self, "rank", int(self.rank))
-        object.__setattr__(self, "lrs", tuple(float(x) for x in self.lrs))
+        object.__setattr__(self, "lrs", tuple(float(x) for x in self.lrs) if method.trains else ())
+        if not method.trains:
+            object.__setattr__(self, "sweep", False)
         if any(not (x > 0 and math.isfinite(x)) for x in self.lrs):
             raise ValueError(f"learning rates must be positive numbers, got {self.lrs}")
         if self.targets is not None:
@@ -87,7 +89,8 @@ class RunSpec:
             v = getattr(self, name)
             if v is not None and (isinstance(v, bool) or int(v) < 1):
                 raise ValueError(f"{name} must be ≥ 1 (or None for the default), got {v!r}")
-        self.train_config(self.resolved_lrs()[0])  # validates the optimisation settings
+        if method.trains:
+            self.train_config(self.resolved_lrs()[0])  # validates the optimisation settings
 
     # --- derived ----------------------------------------------------------------------------------
     @property
@@ -96,6 +99,8 @@ class RunSpec:
 
     def resolved_lrs(self) -> tuple[float, ...]:
         m = self.method_obj
+        if not m.trains:
+            return (0.0,)  # one trial, nothing trained (lrs and sweep do not apply)
         if self.lrs:
             return tuple(sorted(set(self.lrs)))
         return tuple(sorted(m.lr_sweep)) if self.sweep else (m.lr,)

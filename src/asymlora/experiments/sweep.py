@@ -22,7 +22,7 @@ from asymlora.experiments.spec import RunSpec, trial_dirname
 from asymlora.models.registry import default_targets
 from asymlora.summary import trainable_parameters
 from asymlora.tasks.protocol import EvalContext, TaskProtocol
-from asymlora.train.loop import train
+from asymlora.train.loop import evaluate_untrained, train
 from asymlora.train.rundir import RunDir, dir_bytes
 from asymlora.train.state import Checkpointer
 
@@ -62,14 +62,19 @@ def run_trials(spec: RunSpec, rd: RunDir, task: TaskProtocol, loader: Loader, *,
         model = method.setup(loaded.model, rank=spec.rank, seed=spec.seed, targets=targets, head=loaded.head_modules)
         if acc.is_main_process:
             td.write_config({"spec": spec.to_dict(), "lr": lr, "targets": list(targets),
-                             "head_modules": list(loaded.head_modules), "train": spec.train_config(lr).to_dict()})
+                             "head_modules": list(loaded.head_modules),
+                             "train": spec.train_config(lr).to_dict() if method.trains else None})
         tag = f"{spec.display} lr={lr:g}" + (f" [{i + 1}/{len(lrs)}]" if len(lrs) > 1 else "")
         ctx = EvalContext(acc, batch_size=spec.eval_batch_size, progress=progress, desc=f"{tag} validation")
-        outcome = train(model, data.train, data.validation, spec.train_config(lr, progress=progress),
-                        evaluate_fn=lambda m: task.evaluate(m, data.validation, ctx).metrics,
-                        primary_metric=task.selection_metric, higher_is_better=task.selection_higher_is_better,
-                        collate_fn=task.collator(data.train), loss_fn=task.loss, run_dir=td, accelerator=acc,
-                        callbacks=callbacks, desc=tag)
+        evaluate_fn = lambda m: task.evaluate(m, data.validation, ctx).metrics  # noqa: E731
+        if method.trains:
+            outcome = train(model, data.train, data.validation, spec.train_config(lr, progress=progress),
+                            evaluate_fn=evaluate_fn, primary_metric=task.selection_metric,
+                            higher_is_better=task.selection_higher_is_better, collate_fn=task.collator(data.train),
+                            loss_fn=task.loss, run_dir=td, accelerator=acc, callbacks=callbacks, desc=tag)
+        else:
+            outcome = evaluate_untrained(model, evaluate_fn, primary_metric=task.selection_metric, run_dir=td,
+                                         accelerator=acc)
         record = {
             "lr": lr, "val": outcome.val_metrics, "val_primary": outcome.val_primary,
             "selected_epoch": outcome.selected_epoch, "best_epoch": outcome.best_epoch, "steps": outcome.steps,

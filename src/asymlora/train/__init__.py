@@ -6,6 +6,7 @@ keeps the best (or last) epoch and can be killed and resumed. Needs the ``experi
 (accelerate, transformers, tqdm).
 """
 
+from asymlora.provenance import environment, git_commit, versions
 from asymlora.train.loop import (
     EpochSampler,
     TrainConfig,
@@ -19,7 +20,6 @@ from asymlora.train.loop import (
     train,
     trainable_state,
 )
-from asymlora.provenance import environment, git_commit, versions
 from asymlora.train.rundir import RunBusy, RunDir
 from asymlora.train.state import Checkpointer, ResumeError
 

@@ -397,6 +397,24 @@ def train(model: torch.nn.Module, train_data: Dataset, val_data: Dataset, config
     return outcome
 
 
+def evaluate_untrained(model: torch.nn.Module, evaluate_fn: Callable[[torch.nn.Module], dict[str, float]], *,
+                       primary_metric: str, run_dir: str | os.PathLike | RunDir | None = None,
+                       accelerator=None) -> TrainOutcome:
+    """What :func:`train` returns for a method that trains nothing: the validation metrics of ``model`` as it
+    is (epoch 0, no steps); ``metrics.jsonl`` holds that one record."""
+    acc = accelerator or make_accelerator("no")
+    start = time.monotonic()
+    model.to(acc.device)
+    val = evaluate_fn(model)
+    record = {"epoch": 0, "step": 0, "val": val, "elapsed_seconds": round(time.monotonic() - start, 3)}
+    if run_dir is not None and acc.is_main_process:
+        rd = run_dir if isinstance(run_dir, RunDir) else RunDir(Path(run_dir))
+        rd.path.mkdir(parents=True, exist_ok=True)
+        rd.write_metrics([record])
+    return TrainOutcome(history=[record], selected_epoch=0, best_epoch=0, val_metrics=dict(val),
+                        primary_metric=primary_metric, steps=0, train_seconds=record["elapsed_seconds"])
+
+
 def _better(value: float, best: float | None, higher: bool) -> bool:
     if best is None:
         return True
