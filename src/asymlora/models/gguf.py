@@ -14,39 +14,22 @@ build leaves nothing half-written. ``save_pretrained`` refuses models loaded fro
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
 import sys
 import tempfile
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 import torch
 from safetensors.torch import save_model
 
-from asymlora.sources.fetch import sha256_file
+from asymlora.atomic import file_lock, sha256_file
 
 __all__ = ["CACHE_FORMAT", "hf_folder", "cache_is_valid", "build_folder"]
 
 CACHE_FORMAT = 1
-
-
-@contextlib.contextmanager
-def _lock(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - Windows: no lock; the folder is still moved in atomically
-        yield
-        return
-    with open(path, "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def cache_is_valid(folder: Path, gguf_sha256: str) -> bool:
@@ -96,7 +79,7 @@ def build_folder(folder: Path, gguf: Path, gguf_sha256: str, origin: str) -> Non
 
 def hf_folder(folder: Path, gguf: Callable[[], Path], gguf_sha256: str, origin: str) -> Path:
     """The verified Hugging Face folder at ``folder``, built from ``gguf()`` (the verified GGUF path) if needed."""
-    with _lock(folder.parent / f".{folder.name}.lock"):  # one process builds the cache, the others wait
+    with file_lock(folder.parent / f".{folder.name}.lock"):  # one process builds the cache, the others wait
         if not cache_is_valid(folder, gguf_sha256):
             build_folder(folder, gguf(), gguf_sha256, origin)
     return folder

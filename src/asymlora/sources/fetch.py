@@ -35,6 +35,7 @@ import zipfile
 from pathlib import Path, PurePosixPath
 from typing import IO, Iterator, Mapping, Sequence
 
+from asymlora.atomic import file_lock, sha256_file
 from asymlora.sources.pins import FilePin, FolderPin, MultipartPin, PartPin, all_pins
 
 __all__ = [
@@ -63,14 +64,6 @@ def cache_dir() -> Path:
     return base / "asymlora"
 
 
-def sha256_file(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(_CHUNK), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _offline() -> bool:
     return os.environ.get("ASYMLORA_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
 
@@ -89,19 +82,8 @@ def _safe_relpath(path: str, what: str) -> PurePosixPath:
 @contextlib.contextmanager
 def _locked(key: str) -> Iterator[None]:
     """A per-source lock, so that several processes (ranks of one job) do not fetch twice."""
-    lock_dir = cache_dir() / "locks"
-    lock_dir.mkdir(parents=True, exist_ok=True)
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - Windows: no lock, writes stay atomic
+    with file_lock(cache_dir() / "locks" / f"{_canonical(key)}.lock"):
         yield
-        return
-    with open(lock_dir / f"{_canonical(key)}.lock", "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def _files_dir(package: str, version: str) -> Path:
