@@ -115,10 +115,16 @@ def image_transform_of(source: str, local_files_only: bool = False) -> ImageTran
         proc = AutoImageProcessor.from_pretrained(source, local_files_only=local_files_only)
     except (OSError, ValueError):
         return ImageTransform()
-    size = getattr(proc, "crop_size", None) or getattr(proc, "size", None) or {}
-    side = (size.get("height") or size.get("shortest_edge") or 224) if isinstance(size, Mapping) else int(size)
-    return ImageTransform(int(side), tuple(getattr(proc, "image_mean", None) or IMAGENET_MEAN),
+    return ImageTransform(_side(getattr(proc, "crop_size", None) or getattr(proc, "size", None) or {}), tuple(getattr(proc, "image_mean", None) or IMAGENET_MEAN),
                           tuple(getattr(proc, "image_std", None) or IMAGENET_STD))
+
+
+def _side(size: Any) -> int:
+    """The side of an image processor's size: a number, a dict, or transformers 5's ``SizeDict`` (attributes)."""
+    if isinstance(size, (int, float)):
+        return int(size)
+    get = size.get if isinstance(size, Mapping) else (lambda key: getattr(size, key, None))
+    return int(get("height") or get("shortest_edge") or 224)
 
 
 def image_classifier(source: str, options: Mapping[str, Any], *, seed: int | None, pooling: str,

