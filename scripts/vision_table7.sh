@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The paper's Table 7 / 11 / 13 rows on DomainBed's MNIST environments with the real vision backbones.
-# Usage: scripts/vision_table7.sh [OUT] — set SMALL=1 for the reduced CPU run of docs/RESULTS.md (§9).
+# Usage: scripts/vision_table7.sh [OUT] — set SMALL=1 for the reduced CPU run of docs/RESULTS.md (§10).
 # Full settings (a GPU or a long CPU job): every image, 224 px... is too slow on a CPU; 56 px, all images,
 # a learning-rate sweep per method on the ID validation split (tuned on the first seed), 3 seeds.
 set -euo pipefail

@@ -40,9 +40,9 @@ from typing import Any, Callable, Iterator
 import torch.nn as nn
 
 from asymlora.layers import is_hf_conv1d
-from asymlora.models.gemma3 import gemma3_folder
 from asymlora.models.dinov2_onnx import dinov2_s_folder
 from asymlora.models.efficientnet_lite import efficientnet_lite0_folder
+from asymlora.models.gemma3 import gemma3_folder
 from asymlora.models.heads import HEAD_BUILDERS, LoadedModel
 from asymlora.models.pooling import POOLINGS
 from asymlora.models.smollm2 import smollm2_folder
