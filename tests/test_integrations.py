@@ -49,6 +49,16 @@ def logits(model, batch):
         return model(**{k: v for k, v in batch.items() if k != "labels"}).logits
 
 
+
+@pytest.fixture(autouse=True)
+def fresh_accelerator_state():
+    """Trainer initialises Accelerate's process-wide state with its own settings; reset it after each test so
+    that later tests can build their own Accelerator."""
+    from accelerate.state import AcceleratorState
+
+    yield
+    AcceleratorState._reset_state(reset_partial_state=True)
+
 def test_trainer_writes_small_checkpoints_and_adapter_folders(tmp_path):
     trainer = bert_trainer(tmp_path)
     model = trainer.model
