@@ -125,3 +125,10 @@ def test_colored_mnist_rates_on_real_digits_and_the_options():
     assert small.summary()["sizes"] == {"train": 288, "validation": 32, "test": 80, "minus90": 200}
     with pytest.raises(DataError, match="at least 10"):
         get_task("rotated-mnist", per_env="3")
+
+
+def test_a_bad_option_is_a_clear_error():
+    with pytest.raises(DataError, match="task option per_env must be an integer or 'all', got 'many'"):
+        get_task("colored-mnist", per_env="many")
+    with pytest.raises(DataError, match="task option seed must be an integer, got 'x'"):
+        get_task("rotated-mnist", seed="x", per_env="20")

@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from asymlora.data.environments import environment_task, permutation
-from asymlora.data.task import DataError
+from asymlora.data.task import DataError, task_option
 from asymlora.sources import fetch_pin
 from asymlora.sources.pins import FOLDERS
 from asymlora.tasks.image import ImageSet, ImageTask
@@ -106,16 +106,16 @@ def _environments(n_envs: int, per_env: int | None, seed: int, build: Callable[[
     for i in range(n_envs):
         x, y = images[i::n_envs], digits[i::n_envs]
         if per_env is not None:
-            keep = sorted(permutation(len(x), seed + 100 + i)[:int(per_env)].tolist())
+            keep = sorted(permutation(len(x), seed + 100 + i)[:per_env].tolist())
             x, y = x[keep], y[keep]
         out.append(build(i, x, y))
     return out
 
 
 def _per_env(per_env: int | str | None) -> int | None:
-    if per_env is None or per_env == "":
+    n = task_option(per_env, "per_env", int, allow_none=True)
+    if n is None:
         return None
-    n = int(per_env)
     if n < 10:
         raise DataError(f"per_env must be at least 10 images per environment, got {n}")
     return n
@@ -128,7 +128,7 @@ def _source(what: str, source: str = "mnist") -> str:
 
 def _rotated(name: str, source: str, label_names: tuple[str, ...], what: str, train_env: str | None,
              leave_out: str | None, per_env: int | str | None, seed: int | str) -> ImageTask:
-    seed, n = int(seed), _per_env(per_env)
+    seed, n = task_option(seed, "seed"), _per_env(per_env)
     envs = _environments(len(ANGLES), n, seed, lambda i, x, y: ImageSet(rotate(x[:, None], ANGLES[i]), y), source)
     return environment_task(name, {f"rot{a}": e for a, e in zip(ANGLES, envs)}, label_names,
                             train_env=train_env if train_env is not None or leave_out is not None else "rot0",
@@ -149,7 +149,7 @@ def load_rotated_fashion_mnist(train_env: str | None = None, leave_out: str | No
 
 def load_colored_mnist(train_env: str | None = None, leave_out: str | None = None, per_env: int | str | None = None,
                        seed: int | str = 0) -> ImageTask:
-    seed, n = int(seed), _per_env(per_env)
+    seed, n = task_option(seed, "seed"), _per_env(per_env)
     flips = list(COLOUR_FLIP.values())
     g = torch.Generator().manual_seed(seed + 7)
     envs = _environments(len(flips), n, seed, lambda i, x, y: colour(x, y, flips[i], g))

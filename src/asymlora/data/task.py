@@ -36,6 +36,19 @@ class DataError(ValueError):
         super().__init__(where + message)
 
 
+def task_option(value: Any, name: str, kind: type = int, *, allow_none: bool = False) -> Any:
+    """A task loader's option as ``kind`` (``int`` or ``float``): from the command line (``--task-option``) it
+    arrives as a string. With ``allow_none``, ``None``, ``""``, ``"all"`` and ``"none"`` mean None (no limit).
+    Anything else that does not convert is a :class:`DataError` naming the option."""
+    if allow_none and (value is None or str(value).strip().lower() in ("", "all", "none")):
+        return None
+    try:
+        return kind(value)
+    except (TypeError, ValueError):
+        raise DataError(f"task option {name} must be {'an integer' if kind is int else 'a number'}"
+                        + (" or 'all'" if allow_none else "") + f", got {value!r}") from None
+
+
 @dataclass(frozen=True)
 class Example:
     """One text example: a text (and optional second text) with a class id or a score."""

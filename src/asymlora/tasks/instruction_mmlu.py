@@ -35,7 +35,7 @@ from asymlora.data.instructions import (
 )
 from asymlora.data.mmlu import CATEGORIES, MMLUQuestion, load_mmlu
 from asymlora.data.mmlu import subset as mmlu_subset
-from asymlora.data.task import DataError
+from asymlora.data.task import DataError, task_option
 from asymlora.evaluation.mmlu import SCORERS, category_key, flat_metrics, score_mmlu, summarise
 from asymlora.sources.pins import FOLDERS
 from asymlora.tasks.causal_lm import PromptResponse, PromptResponseTask
@@ -119,17 +119,6 @@ def to_prompt_response(records: Sequence[Any]) -> list[PromptResponse]:
 
 # --- loaders (the registry's ``natural-instructions`` and instruction files, task_kind=instructions) ------------
 
-def _number(value: Any, name: str, kind: type, *, allow_none: bool = False) -> Any:
-    """A task option (from the command line it is a string) as ``kind``; ``"all"`` / ``"none"`` → None."""
-    if allow_none and (value is None or str(value).lower() in ("all", "none")):
-        return None
-    try:
-        return kind(value)
-    except (TypeError, ValueError):
-        raise DataError(f"task option {name} must be {'an integer' if kind is int else 'a number'}"
-                        + (" or 'all'" if allow_none else "") + f", got {value!r}") from None
-
-
 def _scorers(value: Any) -> tuple[str, ...]:
     names = tuple(s.strip() for s in value.split(",") if s.strip()) if isinstance(value, str) else tuple(value)
     unknown = [s for s in names if s not in SCORERS]
@@ -145,8 +134,8 @@ def instruction_mmlu_task(name: str, records: Sequence[Any], *, source: str, per
     """The task from instruction records: repeats dropped, every record sharing a 13-gram with any MMLU question
     dropped (:func:`~asymlora.data.instructions.without_mmlu_overlap`), a seeded train / validation split, and
     ``per_subject`` MMLU questions of each subject as the test split (``all``: the 14,042)."""
-    per_subject = _number(per_subject, "per_subject", int, allow_none=True)
-    validation, seed = _number(validation, "validation", float), _number(seed, "seed", int)
+    per_subject = task_option(per_subject, "per_subject", int, allow_none=True)
+    validation, seed = task_option(validation, "validation", float), task_option(seed, "seed", int)
     questions = load_mmlu()
     kept, _repeats = dedupe_records(records)
     clean, hits = without_mmlu_overlap(kept, questions)
@@ -169,8 +158,8 @@ def load_natural_instructions_task(per_subtask: Any = 36, per_subject: Any = 10,
     """``natural-instructions``: ``per_subtask`` examples of each of BIG-bench's 61 natural_instructions
     subtasks (36: 2,196 records, of which about 1,000 fit in 256 SmolLM2 tokens — many subtasks' definitions
     alone are longer; ``all``: every one), scored on MMLU (see :func:`instruction_mmlu_task`)."""
-    per_subtask = _number(per_subtask, "per_subtask", int, allow_none=True)
-    records = load_natural_instructions(per_subtask=per_subtask, seed=_number(seed, "seed", int))
+    per_subtask = task_option(per_subtask, "per_subtask", int, allow_none=True)
+    records = load_natural_instructions(per_subtask=per_subtask, seed=task_option(seed, "seed", int))
     pin = FOLDERS["natural-instructions"]
     return instruction_mmlu_task("natural-instructions", records, source=f"{pin.package}=={pin.version}:{pin.folder}",
                                  per_subject=per_subject, validation=validation, seed=seed, scorers=scorers)
