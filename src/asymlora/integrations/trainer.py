@@ -20,9 +20,14 @@ What the callback adds:
   training ``output_dir/asymlora-adapter/`` with :func:`asymlora.save_adapter` (frozen factors stored as their
   seed), readable by :func:`asymlora.load_adapter` onto a fresh base model. Only the main process writes.
 
+Mixed precision: with ``bf16=True`` / ``fp16=True`` (TRL's ``SFTConfig`` defaults to ``bf16=True``, also on
+CPU) Accelerate replaces the model's forward by an autocast wrapper that stays on ``trainer.model`` after
+training, so its logits carry bf16 round-off (≈2e-3 on a tiny Llama) that the adapter folder, loaded in
+fp32, does not. The folder is exact: it matches ``trainer.accelerator.unwrap_model(model,
+keep_fp32_wrapper=False)`` bit for bit, and the wrapped model under the same autocast.
+
 Not done yet: under FSDP (sharded parameters) the adapter folder would need the full tensors gathered; the
-callback does not gather them and is not tested under FSDP. With TRL's ``SFTTrainer`` the final adapter
-folder does not yet reproduce the trained model's logits exactly (tests/test_integrations.py, xfail).
+callback does not gather them and is not tested under FSDP.
 """
 
 from __future__ import annotations
