@@ -7,6 +7,9 @@
   them as a Hugging Face folder and a CSV file, so every command accepts ``--model FOLDER`` / ``--task PATH``.
 - Causal LM: ``toy_instruction_task()`` — instructions "opposite of W" / "repeat W" answered with one word;
   ``tiny_llama()`` a 2-layer LlamaConfig model over a word-level tokenizer with a chat template.
+- Summaries: ``toy_summary_task()`` — documents of 5–9 content words, the summary their first two;
+  ``seq2seq_tokenizer()`` (the causal-LM words, EOS appended) and ``tiny_bart()`` a 1+1-layer BART over it,
+  ``write_tiny_bart(folder)`` as a Hugging Face folder (``--model FOLDER`` takes the seq2seq head).
 - Images: ``toy_image_task()`` — 8×8 grey images of a bright horizontal or vertical bar (2 classes), the
   training environment clean and an extra "noisy" environment with pixel noise (out of domain);
   ``tiny_vit()`` a 2-layer ViT classifier and ``TinyConvNet`` a conv net with the Hugging Face interface.
@@ -24,17 +27,21 @@ from typing import Any
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from tokenizers import Tokenizer, models, pre_tokenizers
-from transformers import (BertConfig, BertForSequenceClassification, BertTokenizerFast, LlamaConfig,
-                          LlamaForCausalLM, PreTrainedTokenizerFast, ViTConfig, ViTForImageClassification)
+from tokenizers import Tokenizer, models, pre_tokenizers, processors
+from transformers import (BartConfig, BartForConditionalGeneration, BertConfig, BertForSequenceClassification,
+                          BertTokenizerFast, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast, ViTConfig,
+                          ViTForImageClassification)
 from transformers.modeling_outputs import ImageClassifierOutput
 
 from asymlora.data import Example, Task
+from asymlora.data.summaries import SummaryPair, split_pairs
+from asymlora.evaluation.generate import GenerationSettings
 from asymlora.experiments import Loader
 from asymlora.models.heads import LoadedModel
 from asymlora.models.image_transform import ImageTransform
 from asymlora.tasks.causal_lm import PromptResponse, PromptResponseTask
 from asymlora.tasks.image import ImageSet, ImageTask
+from asymlora.tasks.summarisation import SummarisationTask
 
 POSITIVE = ("good", "great", "fine", "superb", "lovely", "bright", "warm", "fun", "nice", "clever")
 NEGATIVE = ("bad", "awful", "dull", "poor", "ugly", "weak", "cold", "sad", "boring", "messy")
@@ -195,6 +202,50 @@ def tiny_llama(seed: int = 0) -> LlamaForCausalLM:
 
 def tiny_llama_build(spec, task) -> LoadedModel:
     return LoadedModel(tiny_llama(0), lm_tokenizer(), ())
+
+
+# --- summaries ------------------------------------------------------------------------------------------
+CONTENT_WORDS = LM_WORDS[8:]  # up ... out
+
+
+def summary_pairs(n: int = 40, seed: int = 0) -> list[SummaryPair]:
+    """``n`` documents of 5–9 content words; each summary is the document's first two words."""
+    rng = random.Random(seed)
+    docs = [" ".join(rng.choice(CONTENT_WORDS) for _ in range(rng.randint(5, 9))) for _ in range(n)]
+    return [SummaryPair(d, " ".join(d.split()[:2]), f"toy:{i}", "tests/toy.py") for i, d in enumerate(docs)]
+
+
+def toy_summary_task(**kw: Any) -> SummarisationTask:
+    """40 toy pairs split 30 / 5 / 5; the instruction is the one in-vocabulary word "repeat"."""
+    kw.setdefault("generation", GenerationSettings(max_new_tokens=4, batch_size=3))
+    return SummarisationTask(name="toy-summaries", splits=split_pairs(summary_pairs(), (0.75, 0.125, 0.125)),
+                             instruction="repeat", max_summary_tokens=4, source="tests/toy.py", **kw)
+
+
+def seq2seq_tokenizer() -> PreTrainedTokenizerFast:
+    """The word-level tokenizer of :data:`LM_WORDS` that appends EOS to every encoded text (as BART's does)."""
+    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(LM_WORDS)}, unk_token="<pad>"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tok.post_processor = processors.TemplateProcessing(single="$A <eos>", special_tokens=[("<eos>", 1)])
+    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="<eos>")
+
+
+def tiny_bart(seed: int = 0) -> BartForConditionalGeneration:
+    """The decoder starts from <|assistant|> (from EOS, as BART-large does, a random tied model only repeats it)."""
+    cfg = BartConfig(vocab_size=len(LM_WORDS), d_model=32, encoder_layers=1, decoder_layers=1,
+                     encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64,
+                     max_position_embeddings=64, pad_token_id=0, bos_token_id=3, eos_token_id=1,
+                     decoder_start_token_id=3, forced_bos_token_id=None, forced_eos_token_id=None)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return BartForConditionalGeneration(cfg).eval()
+
+
+def write_tiny_bart(folder: str | Path) -> Path:
+    folder = Path(folder)
+    tiny_bart(0).save_pretrained(folder)
+    seq2seq_tokenizer().save_pretrained(folder)
+    return folder
 
 
 # --- images ---------------------------------------------------------------------------------------------

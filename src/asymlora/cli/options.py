@@ -48,7 +48,7 @@ def add_spec_options(p: argparse.ArgumentParser, *, default_out: str) -> None:
     for flag in ("text-column", "text-pair-column", "label-column", "split-column"):
         f.add_argument(f"--{flag}", metavar="COLUMN")
     f.add_argument("--task-kind", help="classification or regression (default: inferred from the labels), or another "
-                                        "modality's file kind (see docs/DATA.md)")
+                                        "modality's file kind: instructions, summarisation (see docs/DATA.md)")
     g.add_argument("--task-option", action="append", metavar="KEY=VALUE", dest="task_option",
                    help="an option of the task's loader (repeatable), e.g. a subset size; see docs/DATA.md")
     o = p.add_argument_group("optimisation (AdamW, linear warm-up and decay, gradient clipping)")

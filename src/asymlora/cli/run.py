@@ -87,9 +87,11 @@ def print_result(result: dict[str, Any], out, spec) -> None:
     print("  test            " + ", ".join(f"{k} {v:.4f}" for k, v in result["test"].items()))
     for name, metrics in (result.get("test_extra") or {}).items():
         print(f"  test {name:<10} {m} {metrics.get(m, math.nan):.4f}")
-    if result.get("train"):
-        gap = result.get("gap", {}).get("test", math.nan)
-        print(f"  train           {m} {result['train'].get(m, math.nan):.4f} (train − test {gap:+.4f})")
+    train = result.get("train") or {}
+    shown = m if m in train else sel  # a task scored on generations (ROUGE, MMLU) scores train by its loss only
+    if shown in train:
+        gap = train[shown] - result["test"].get(shown, math.nan)
+        print(f"  train           {shown} {train[shown]:.4f} (train − test {gap:+.4f})")
     print(f"  trainable       {result['trainable_params']:,} parameters")
     print(f"  adapter file    {result['adapter_bytes']:,} bytes ({result['adapter_file']})")
     print(f"  training time   {result['train_seconds']:.1f} s")

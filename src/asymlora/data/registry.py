@@ -29,12 +29,15 @@ _BUILTIN: dict[str, tuple[str, str]] = {  # name: (module, loader function)
     "colored-mnist": ("asymlora.data.mnist_domains", "load_colored_mnist"),
     "rotated-fashion-mnist": ("asymlora.data.mnist_domains", "load_rotated_fashion_mnist"),
     "natural-instructions": ("asymlora.tasks.instruction_mmlu", "load_natural_instructions_task"),
+    "xsum": ("asymlora.tasks.summarisation", "xsum_task"),
+    "cnn-dm": ("asymlora.tasks.summarisation", "cnn_dm_task"),
 }
 _REGISTERED: dict[str, Callable[..., TaskProtocol]] = {}
 # Data files of other modalities, by the ``task_kind`` option: kind -> (module, reader of (path, **options)).
 # Without one (or with classification / regression) a file is a text classification / regression task.
 FILE_KINDS: dict[str, tuple[str, str]] = {
     "instructions": ("asymlora.tasks.instruction_mmlu", "load_instruction_file_task"),  # JSONL, scored on MMLU
+    "summarisation": ("asymlora.tasks.summarisation", "summary_file_task"),  # (document, summary), scored by ROUGE
 }
 
 

@@ -45,8 +45,9 @@ def _decode(path: Path) -> str:
                         f"save the file as UTF-8", str(path), line) from None
 
 
-def _records(path: Path, columns: Sequence[str], optional: Sequence[str]) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(line number, record) with the wanted columns, for each data row."""
+def read_records(path: Path, columns: Sequence[str], optional: Sequence[str]) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, record) with the wanted ``columns`` (each required) and ``optional`` ones, for each data row
+    of a .csv / .tsv / .jsonl file (see the module doc for the formats)."""
     text = _decode(path)
     delimiter = SUFFIXES[path.suffix.lower()]
     if delimiter is None:
@@ -129,7 +130,7 @@ def load_user_file(path: str | Path, *, text_column: str = "text", text_pair_col
 
     rows: list[tuple[int, str, str | None, Any, str | None]] = []  # line, text, pair, raw label, split
     has_split = None
-    for lineno, rec in _records(path, columns, [split_column]):
+    for lineno, rec in read_records(path, columns, [split_column]):
         texts = []
         for col in [text_column] + ([text_pair_column] if text_pair_column else []):
             value = rec[col]
@@ -181,7 +182,7 @@ def load_user_file(path: str | Path, *, text_column: str = "text", text_pair_col
     examples = [Example(text, value, pair, uid=f"line {ln}") for (ln, text, pair, _, _), value in zip(rows, values)]
     stratify = kind == "classification"
     if has_split:
-        splits = _with_file_splits(path, examples, [r[4] for r in rows], fractions, seed, stratify, split_column)
+        splits = with_file_splits(path, examples, [r[4] for r in rows], fractions, seed, stratify, split_column)
     else:
         splits = split_examples(examples, fractions, seed=seed, stratify=stratify)
     if not splits["train"]:
@@ -209,9 +210,11 @@ def _infer_kind(path: Path, rows: list[tuple[int, str, str | None, Any, str | No
     return "regression"
 
 
-def _with_file_splits(path: Path, examples: list[Example], split_of: list[str | None], fractions: Sequence[float],
-                      seed: int, stratify: bool, split_column: str) -> dict[str, list[Example]]:
-    splits: dict[str, list[Example]] = {"train": [], "validation": [], "test": []}
+def with_file_splits(path: Path, examples: list[Any], split_of: list[str | None], fractions: Sequence[float],
+                     seed: int, stratify: bool, split_column: str) -> dict[str, list[Any]]:
+    """Splits named by a file's split column (``split_of``), the missing validation / test split carved out of train
+    at ``fractions`` (any examples with ``text`` / ``label``, see :func:`asymlora.data.task.split_examples`)."""
+    splits: dict[str, list[Any]] = {"train": [], "validation": [], "test": []}
     for ex, s in zip(examples, split_of):
         splits[s].append(ex)  # type: ignore[index]
     if not splits["train"]:

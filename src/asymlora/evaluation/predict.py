@@ -94,11 +94,12 @@ def _row_chunks(batch: dict[str, torch.Tensor], token_budget: int):
 
 
 def lm_loss_and_accuracy(model: torch.nn.Module, data: Dataset, ctx: EvalContext, *, collate: Callable | None = None,
-                         shifted: bool = True, token_budget: int = 4096) -> dict[str, float]:
+                         shifted: bool = True, feed_labels: bool = False, token_budget: int = 4096) -> dict[str, float]:
     """``loss`` (mean negative log-likelihood per target token over the split, see the module doc),
     ``perplexity`` = exp(loss), ``token_accuracy`` (share of target tokens whose arg-max prediction is right)
     and ``tokens``. Batches are cut into blocks of ≤ ``token_budget`` tokens so the (tokens × vocabulary)
-    logits stay small."""
+    logits stay small. ``feed_labels``: the model gets the labels too (an encoder-decoder builds its decoder
+    inputs from them; its logits at t then predict label t, so ``shifted=False``)."""
     acc = ctx.accelerator
     loader = eval_loader(data, collate, ctx)
     model.to(acc.device)
@@ -111,7 +112,7 @@ def lm_loss_and_accuracy(model: torch.nn.Module, data: Dataset, ctx: EvalContext
             for batch in loader:
                 for part in _row_chunks(batch, token_budget):
                     labels = part["labels"]
-                    logits = model(**{k: v for k, v in part.items() if k != "labels"}).logits
+                    logits = model(**{k: v for k, v in part.items() if feed_labels or k != "labels"}).logits
                     if shifted:
                         logits, labels = logits[:, :-1], labels[:, 1:]
                     keep = labels != IGNORE_INDEX

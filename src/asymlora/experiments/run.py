@@ -139,8 +139,9 @@ def _run_locked(spec: RunSpec, rd: RunDir, acc, *, task: TaskProtocol, loader: L
         rd.write_result(result)
     acc.wait_for_everyone()
     say(f"{spec.display} on {task_label(spec.task)} (seed {spec.seed}): lr {chosen['lr']:g}, "
-        f"val {task.selection_metric} {chosen['val_primary']:.4f}, test {p} {result['test_primary']:.4f}, "
-        f"train − test {result['gap'].get('test', math.nan):+.4f} [{time.monotonic() - started:.0f} s]")
+        f"val {task.selection_metric} {chosen['val_primary']:.4f}, test {p} {result['test_primary']:.4f}"
+        + (f", train − test {result['gap']['test']:+.4f}" if "test" in result["gap"] else "")
+        + f" [{time.monotonic() - started:.0f} s]")
     return result
 
 

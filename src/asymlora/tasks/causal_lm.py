@@ -21,7 +21,7 @@ from typing import Any, Sequence
 from torch.utils.data import Dataset
 
 from asymlora.evaluation.predict import lm_loss_and_accuracy
-from asymlora.tasks.lm_format import PromptParts, encode_prompt_response, pad_batch
+from asymlora.tasks.lm_format import PromptParts, encode_prompt_response, pad_batch, pad_token_id_of
 from asymlora.tasks.protocol import EvalContext, Evaluation, Limits, SplitsMixin, TaskProtocol, fingerprint_of, subset
 
 DEFAULT_MAX_LENGTH = 256
@@ -69,8 +69,7 @@ def encode_records(records: Sequence[PromptResponse], tokenizer: Any, max_length
             dropped += 1
         else:
             items.append(enc)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
-    return LMDataset(items, pad, dropped)
+    return LMDataset(items, pad_token_id_of(tokenizer), dropped)
 
 
 @dataclass

@@ -74,24 +74,30 @@ def render_prompt(tokenizer: Any, parts: PromptParts) -> str:
     return template.format(instruction=parts.instruction, input=parts.input)
 
 
-def _ids(tokenizer: Any, text: str) -> list[int]:
+def text_ids(tokenizer: Any, text: str) -> list[int]:
+    """The token ids of ``text`` as it stands (no special tokens added)."""
     return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def pad_token_id_of(tokenizer: Any) -> int:
+    """The id batches are padded with: the tokenizer's pad token, else its EOS (padding is masked anyway)."""
+    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
 
 
 def prompt_and_response_ids(tokenizer: Any, parts: PromptParts, response: str) -> tuple[list[int], list[int]]:
     """(prompt token ids, response token ids incl. the end-of-turn / EOS token), untruncated."""
     prompt_text = render_prompt(tokenizer, parts)
-    prompt = _ids(tokenizer, prompt_text)
+    prompt = text_ids(tokenizer, prompt_text)
     if has_chat_template(tokenizer):
         full_text = tokenizer.apply_chat_template(
             [{"role": "user", "content": parts.user_message()}, {"role": "assistant", "content": response}],
             tokenize=False)
-        full = _ids(tokenizer, full_text)
+        full = text_ids(tokenizer, full_text)
         if full[:len(prompt)] == prompt and len(full) > len(prompt):
             return prompt, full[len(prompt):]
         # a template whose rendering of the prompt is not a prefix of the conversation: tokenise the parts
     eos = tokenizer.eos_token_id
-    response_ids = _ids(tokenizer, response) + ([eos] if eos is not None else [])
+    response_ids = text_ids(tokenizer, response) + ([eos] if eos is not None else [])
     return prompt, response_ids
 
 
@@ -112,16 +118,18 @@ def encode_prompt_response(tokenizer: Any, parts: PromptParts, response: str, *,
 
 def pad_batch(items: Sequence[dict[str, Sequence[int]]], pad_token_id: int, *, side: str = "right") -> dict[str, Any]:
     """Pad ``input_ids`` / ``attention_mask`` / ``labels`` lists to the longest item, as int64 tensors
-    (``labels`` padded with −100, ``attention_mask`` with 0). ``side="left"`` pads in front (generation)."""
+    (``labels`` padded with −100, ``attention_mask`` with 0). ``side="left"`` pads in front (generation).
+    ``labels`` get their own width: an encoder-decoder's summary is shorter than its document (for a causal
+    LM the two widths are the same)."""
     if side not in ("left", "right"):
         raise ValueError(f"side must be 'left' or 'right', got {side!r}")
-    width = max(len(it["input_ids"]) for it in items)
     fill = {"input_ids": pad_token_id, "attention_mask": 0, "labels": IGNORE_INDEX}
     batch = {}
     for key in ("input_ids", "attention_mask", "labels"):
         if key not in items[0]:
             continue
         rows = []
+        width = max(len(it["labels" if key == "labels" else "input_ids"]) for it in items)
         for it in items:
             row, pad = list(it[key]), [fill[key]] * (width - len(it[key]))
             rows.append(pad + row if side == "left" else row + pad)
