@@ -21,16 +21,7 @@ from typing import Any, Callable, Iterable, Sequence
 from asymlora.data.encoding import TextDataset, text_dataset
 from asymlora.data.metrics import classification_metrics, regression_metrics
 from asymlora.evaluation.predict import gathered_predictions
-from asymlora.tasks.protocol import (
-    SPLITS,
-    EvalContext,
-    Evaluation,
-    Limits,
-    SplitsMixin,
-    TaskProtocol,
-    fingerprint_of,
-    subset,
-)
+from asymlora.tasks.protocol import SPLITS, EvalContext, Evaluation, Limits, SplitsMixin, TaskProtocol, fingerprint_of, subset
 
 KINDS = ("classification", "regression")
 DEFAULT_MAX_LENGTH = 64
