@@ -74,6 +74,16 @@ def test_causal_lm_run_trains_saves_reloads_and_records_train_val_test(lm_task, 
     assert result["gap"]["test"] == pytest.approx(result["train"]["loss"] - result["test"]["loss"])
     curve = [json.loads(x) for x in (tmp_path / s.relpath() / "metrics.jsonl").read_text().splitlines()]
     assert curve[-1]["train_loss"] < curve[0]["train_loss"]  # it learned something
+    # throughput of the training steps: every training example once per epoch, its unpadded tokens counted
+    n_train = len(lm_task.part("train"))
+    data = lm_task.encode("train", lm_tokenizer(), Limits(max_length=256))
+    tokens = sum(data.lengths)
+    assert [(r["train_examples"], r["train_tokens"]) for r in curve] == [(n_train, tokens)] * s.epochs
+    speed = result["train_throughput"]
+    seconds = sum(r["train_step_s"] for r in curve)
+    assert 0 < seconds < result["train_seconds"]  # validation not counted
+    assert speed["examples_per_s"] == pytest.approx(n_train * s.epochs / seconds)
+    assert speed["tokens_per_s"] == pytest.approx(tokens * s.epochs / seconds)
     assert result["train"]["loss"] < 3.09  # below the uniform guess over 22 words, log 22
     # B-only stores B alone; no new head on a language model
     meta = asymlora.checkpoint.read_meta(tmp_path / s.relpath() / "adapter")

@@ -94,5 +94,8 @@ def print_result(result: dict[str, Any], out, spec) -> None:
         print(f"  train           {shown} {train[shown]:.4f} (train − test {gap:+.4f})")
     print(f"  trainable       {result['trainable_params']:,} parameters")
     print(f"  adapter file    {result['adapter_bytes']:,} bytes ({result['adapter_file']})")
-    print(f"  training time   {result['train_seconds']:.1f} s")
+    speed = result.get("train_throughput") or {}
+    print(f"  training time   {result['train_seconds']:.1f} s" + (
+        f" (steps alone: {speed['examples_per_s']:.2f} examples/s" + (
+            f", {speed['tokens_per_s']:.0f} tokens/s)" if speed.get("tokens_per_s") else ")") if speed else ""))
     print(f"  run folder      {Path(out) / spec.relpath()}")

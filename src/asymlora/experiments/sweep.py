@@ -79,6 +79,7 @@ def run_trials(spec: RunSpec, rd: RunDir, task: TaskProtocol, loader: Loader, *,
             "lr": lr, "val": outcome.val_metrics, "val_primary": outcome.val_primary,
             "selected_epoch": outcome.selected_epoch, "best_epoch": outcome.best_epoch, "steps": outcome.steps,
             "train_seconds": outcome.train_seconds, "resumed_from_step": outcome.resumed_from_step,
+            "train_throughput": outcome.throughput,
             "trainable_params": trainable_parameters(model), "total_params": base_params,
             "targets": list(targets),
         }

@@ -129,6 +129,33 @@ class TrainOutcome:
     def val_primary(self) -> float:
         return float(self.val_metrics.get(self.primary_metric, math.nan))
 
+    @property
+    def throughput(self) -> dict[str, float]:
+        """Training throughput over the epochs run (see :func:`train_throughput`)."""
+        return train_throughput(self.history)
+
+
+def train_throughput(history: Sequence[dict[str, Any]]) -> dict[str, float]:
+    """``examples_per_s`` and ``tokens_per_s`` (attention-mask tokens, padding excluded; 0 for inputs without a
+    mask) of the training steps alone — forward, backward, optimiser — summed over the epochs' records, not
+    counting validation, checkpoints or the time before a resume; ``{}`` when no record has the counts."""
+    timed = [r for r in history if r.get("train_step_s")]
+    seconds = sum(r["train_step_s"] for r in timed)
+    if not seconds:
+        return {}
+    return {"examples_per_s": sum(r["train_examples"] for r in timed) / seconds,
+            "tokens_per_s": sum(r["train_tokens"] for r in timed) / seconds}
+
+
+def _examples_and_tokens(batch: Any) -> tuple[int, int]:
+    """(rows, attention-mask tokens) of a dict batch; (0, 0) for anything else."""
+    if not isinstance(batch, dict):
+        return 0, 0
+    mask = batch.get("attention_mask")
+    first = next((v for v in batch.values() if isinstance(v, torch.Tensor)), None)
+    rows = int(first.shape[0]) if first is not None and first.dim() else 0
+    return rows, int(mask.sum()) if isinstance(mask, torch.Tensor) else 0
+
 
 class EpochSampler(Sampler[int]):
     """A random order that depends on ``(seed, epoch)`` only, so that a resumed run sees the same order.
@@ -333,7 +360,10 @@ def train(model: torch.nn.Module, train_data: Dataset, val_data: Dataset, config
         loader = acc.skip_first_batches(train_loader, batches_done) if batches_done else train_loader
         model_p.train()
         bar = _progress(steps_per_epoch, batches_done, f"{desc} epoch {epoch + 1}/{config.epochs}", show)
+        counted, step_seconds = [0, 0], 0.0  # (examples, tokens) and seconds of this epoch's steps, this process
         for batch in loader:
+            step_started = time.monotonic()
+            rows, tokens = _examples_and_tokens(batch)
             loss = loss_fn(model_p, batch)
             acc.backward(loss)
             if config.max_grad_norm is not None:
@@ -341,6 +371,9 @@ def train(model: torch.nn.Module, train_data: Dataset, val_data: Dataset, config
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
+            step_seconds += time.monotonic() - step_started
+            counted[0] += rows
+            counted[1] += tokens
             step += 1
             batches_done += 1
             loss_sum += float(loss.detach().float().item())
@@ -354,9 +387,10 @@ def train(model: torch.nn.Module, train_data: Dataset, val_data: Dataset, config
                             "lr": scheduler.get_last_lr()[0], "resumed_from_step": resumed})
         bar.close()
 
-        mean_loss = torch.tensor([loss_sum, float(loss_count)], device=acc.device)
+        mean_loss = torch.tensor([loss_sum, float(loss_count), *map(float, counted)], device=acc.device)
         mean_loss = acc.reduce(mean_loss, reduction="sum")
         train_loss = float(mean_loss[0] / mean_loss[1]) if float(mean_loss[1]) else math.nan
+        step_seconds = float(acc.reduce(torch.tensor([step_seconds], device=acc.device), reduction="max"))
         if evaluate_fn is not None:
             val = evaluate_fn(model_p)
         else:
@@ -370,7 +404,8 @@ def train(model: torch.nn.Module, train_data: Dataset, val_data: Dataset, config
                     "state": trainable_state(acc.unwrap_model(model_p)) if config.select == "best" else None}
         record = {"epoch": epoch + 1, "step": step, "train_loss": train_loss, "lr": scheduler.get_last_lr()[0],
                   "elapsed_s": round(elapsed(), 3), "val": val, "val_primary": value,
-                  "best": bool(improved)}
+                  "best": bool(improved), "train_step_s": round(step_seconds, 3),
+                  "train_examples": int(mean_loss[2]), "train_tokens": int(mean_loss[3])}
         history.append(record)
         if show:
             tqdm.write(f"{desc} epoch {epoch + 1}/{config.epochs}: train loss {train_loss:.4f}, "
