@@ -116,21 +116,85 @@ def test_lean_dropout_regenerates_exactly_the_forward_mask(monkeypatch):
     asymlora.inject(net, asymlora.AdapterConfig.preset("b-only", rank=4, targets=["0"], dropout=0.5))
     randomize_factors(net)
     net.train()
-    masks = []
-    real = layers_mod._dropout_mask
-    monkeypatch.setattr(layers_mod, "_dropout_mask", lambda like, p, seed: masks.append(real(like, p, seed)) or masks[-1])
+    drops = []
+    real = layers_mod._dropped
+    monkeypatch.setattr(layers_mod, "_dropped", lambda *args: drops.append(real(*args)) or drops[-1])
     x = torch.randn(6, 20, requires_grad=True)
     g = torch.randn(6, 10)
     (net(x) * g).sum().backward()
-    assert len(masks) == 2 and torch.equal(masks[0], masks[1])
-    assert 0 < int((masks[0] == 0).sum()) < masks[0].numel()
+    assert len(drops) == 2 and torch.equal(drops[0], drops[1]) and drops[0].shape == x.shape
+    assert 0 < int(drops[0].sum()) < drops[0].numel()
+    mask = (~drops[0]).float() * layers_mod._keep_scale(0.5)
     layer = net[0]
     x_ref = x.detach().clone().requires_grad_(True)
-    h = (x_ref * masks[0]) @ layer.lora_A.T
+    h = (x_ref * mask) @ layer.lora_A.T
     out = layer.base_layer(x_ref) + layer.scale * h @ layer.lora_B.detach().T
     (out * g).sum().backward()
     assert torch.allclose(x.grad, x_ref.grad, atol=1e-6)
     assert torch.allclose(layer.lora_B.grad, layer.scale * g.T @ h, atol=1e-5)
+
+
+@pytest.mark.parametrize("preset", ["b-only", "lora"])
+def test_dropout_on_the_projection_drops_features_of_a_x_with_exact_gradients(monkeypatch, preset):
+    """dropout_on="projection": y = W0·x + s·B·drop(A·x); the lean B-only path regenerates the r-sized
+    mask in backward and its gradients equal plain autograd through the same mask."""
+    d_in, d_out, r, tokens = 20, 10, 4, 6
+    net = nn.Sequential(nn.Linear(d_in, d_out))
+    asymlora.inject(net, asymlora.AdapterConfig.preset(preset, rank=r, targets=["0"], dropout=0.5,
+                                                        dropout_on="projection"))
+    randomize_factors(net)
+    net.train()
+    layer = net[0]
+    assert layer.dropout_on == "projection" and "on projection" in repr(layer)
+    torch.manual_seed(3)
+    x = torch.randn(tokens, d_in, requires_grad=True)
+    g = torch.randn(tokens, d_out)
+    if preset == "b-only":
+        drops = []
+        real = layers_mod._dropped
+        monkeypatch.setattr(layers_mod, "_dropped", lambda *args: drops.append(real(*args)) or drops[-1])
+        kept = []
+        weights = {layer.lora_A.data_ptr(), layer.lora_B.data_ptr(), layer.base_layer.weight.data_ptr()}
+        with torch.autograd.graph.saved_tensors_hooks(lambda t: kept.append(t) or t, lambda t: t):
+            out = net(x)
+        assert [tuple(t.shape) for t in kept if t.data_ptr() not in weights] == [(tokens, r)]
+        (out * g).sum().backward()
+        assert len(drops) == 2 and torch.equal(drops[0], drops[1]) and drops[0].shape == (tokens, r)
+        mask = (~drops[0]).float() * layers_mod._keep_scale(0.5)
+    else:  # plain autograd: F.dropout on h, the same draws as F.dropout on ones of h's shape
+        torch.manual_seed(5)
+        out = net(x)
+        (out * g).sum().backward()
+        torch.manual_seed(5)
+        mask = torch.nn.functional.dropout(torch.ones(tokens, r), 0.5, training=True)
+    assert 0 < int((mask == 0).sum()) < mask.numel()
+    x_ref = x.detach().clone().requires_grad_(True)
+    a_ref = layer.lora_A.detach().clone().requires_grad_(preset == "lora")
+    b_ref = layer.lora_B.detach().clone().requires_grad_(True)
+    h = (x_ref @ a_ref.T) * mask
+    ref = layer.base_layer(x_ref) + layer.scale * h @ b_ref.T
+    (ref * g).sum().backward()
+    assert torch.allclose(x.grad, x_ref.grad, atol=1e-5)
+    assert torch.allclose(layer.lora_B.grad, b_ref.grad, atol=1e-5)
+    if preset == "lora":
+        assert torch.allclose(layer.lora_A.grad, a_ref.grad, atol=1e-5)
+
+
+def test_dropout_on_is_checked_saved_and_defaults_to_the_input_for_older_configs(tmp_path):
+    with pytest.raises(asymlora.config.ConfigError, match="dropout_on must be one of"):
+        asymlora.AdapterConfig(dropout_on="hidden")
+    cfg = asymlora.AdapterConfig.preset("b-only", rank=2, targets=["0"], dropout=0.1, dropout_on="projection")
+    assert asymlora.AdapterConfig.from_dict(cfg.to_dict()) == cfg
+    old = cfg.to_dict()
+    del old["dropout_on"]  # as written before the field existed
+    assert asymlora.AdapterConfig.from_dict(old).dropout_on == "input"
+    net = nn.Sequential(nn.Linear(8, 4))
+    asymlora.inject(net, cfg)
+    asymlora.save_adapter(net, tmp_path / "a")
+    fresh = nn.Sequential(nn.Linear(8, 4))
+    fresh.load_state_dict({k.replace("base_layer.", ""): v for k, v in net.state_dict().items() if "lora" not in k})
+    asymlora.load_adapter(fresh, tmp_path / "a")
+    assert fresh[0].dropout_on == "projection"
 
 
 def test_b_only_keeps_only_r_sized_activations_for_backward():

@@ -24,6 +24,7 @@ from .names import check_pattern
 
 INITS = ("orthogonal", "zeros", "kaiming", "gaussian", "svd")
 SCALINGS = ("standard", "rslora")
+DROPOUT_ON = ("input", "projection")  # where adapter dropout acts: drop(x) or drop(A·x)
 ALL_LINEAR = "all-linear"
 MAX_SEED = 2**64
 
@@ -127,7 +128,13 @@ class AdapterConfig:
             ``(seed, qualified layer name, factor)`` only, so it is stored as its seed.
         train_modules: modules trained in full beside the adapters (e.g. a classifier head), same
             matching as a list of targets.
-        dropout: dropout probability on the adapter input (0 disables).
+        dropout: dropout probability (0 disables).
+        dropout_on: where dropout acts. ``"input"`` (default; the paper's and PEFT's semantics):
+            y = W0·x + s·B·A·drop(x), a mask over the d_in-wide layer input. ``"projection"``:
+            y = W0·x + s·B·drop(A·x), a mask over the r-sized h = A·x — a different regulariser
+            (it drops whole features of A·x, not input coordinates), much cheaper to draw
+            (r instead of d_in numbers per token). Configs saved before this field existed load
+            as ``"input"``.
         scaling: ``"standard"`` (s = alpha/r) or ``"rslora"`` (s = alpha/√r).
         rank_pattern / alpha_pattern: per-layer overrides, ``{pattern: value}``; a pattern matches
             like a target name (exact or dotted suffix) or, failing that, as a full-match regex.
@@ -143,6 +150,7 @@ class AdapterConfig:
     train_modules: Sequence[str] = ()
     dropout: float = 0.0
     scaling: str = "standard"
+    dropout_on: str = "input"
     rank_pattern: PatternMap = field(default_factory=dict)
     alpha_pattern: PatternMap = field(default_factory=dict)
     exclude: Sequence[str] = ()
@@ -175,6 +183,9 @@ class AdapterConfig:
             _check_alpha(al, f"alpha_pattern[{pattern!r}]")
         if not _is_number(self.dropout) or not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"dropout must be a number in [0, 1), got {self.dropout!r}")
+        if not isinstance(self.dropout_on, str) or self.dropout_on not in DROPOUT_ON:
+            raise ConfigError(f"dropout_on must be one of {DROPOUT_ON} (\"input\": drop(x), the paper's and "
+                              f"PEFT's; \"projection\": drop(A·x)), got {self.dropout_on!r}")
         if not isinstance(self.scaling, str) or self.scaling not in SCALINGS:
             raise ConfigError(f"scaling must be one of {SCALINGS}, got {self.scaling!r}")
         if not isinstance(self.seed, int) or isinstance(self.seed, bool) or not -MAX_SEED < self.seed < MAX_SEED:

@@ -169,7 +169,8 @@ def build_layers(plan: Sequence[LayerPlan], config: AdapterConfig) -> dict[str, 
     for p in plan:
         try:
             layers[p.name] = p.cls(p.module, name=p.name, rank=p.rank, alpha=p.alpha, a=config.a, b=config.b,
-                                   seed=config.seed, scaling=config.scaling, dropout=config.dropout)
+                                   seed=config.seed, scaling=config.scaling, dropout=config.dropout,
+                                   dropout_on=config.dropout_on)
         except ValueError as err:
             raise ValueError(f"{p.name}: {err}") from None
     return layers

@@ -19,11 +19,15 @@ up for the branch and the branch output cast back), the base's own dtype otherwi
 which keeps for backward only h = A·drop(x) (r numbers per token), never x (d_in numbers per token).
 Its dropout mask is not stored either: the mask is regenerated in backward from a saved seed, so it is
 exactly the same mask and the gradients are exactly those of ordinary input dropout.
+
+**Where dropout acts** (``dropout_on``): ``"input"`` (default, as in the paper and PEFT) drops
+coordinates of the d_in-wide input x; ``"projection"`` drops features of the r-sized h = A·x, so
+y = base(x) + s · B · drop(A·x). The second is another regulariser, and costs r instead of d_in
+random numbers per token.
 """
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 import torch
@@ -104,6 +108,7 @@ class AdaptedLayer(nn.Module):
         seed: int,
         scaling: str = "standard",
         dropout: float = 0.0,
+        dropout_on: str = "input",
     ) -> None:
         super().__init__()
         self.check_supported(base_layer, name)
@@ -115,6 +120,9 @@ class AdaptedLayer(nn.Module):
         self.scaling = scaling
         self.scale = scale_for(self.alpha, rank, scaling)
         self.dropout_p = float(dropout)
+        if dropout_on not in ("input", "projection"):
+            raise ValueError(f"dropout_on must be 'input' or 'projection', got {dropout_on!r}")
+        self.dropout_on = dropout_on
         self.factors = {"A": a, "B": b}
         self.seeds = {"A": factor_seed(seed, name, "A"), "B": factor_seed(seed, name, "B")}
         # "init": the factor is still exactly what its seed/init regenerates (so a frozen one can be
@@ -274,11 +282,15 @@ class AdaptedLayer(nn.Module):
         use_lean = (torch.is_grad_enabled() and not a.requires_grad and self.supports_lean_path()
                     and (b.requires_grad or xa.requires_grad))
         dropout = self.dropout_p if self.training and self.input_dropout else 0.0
+        on_input = self.dropout_on == "input"
         if use_lean:
-            return _FrozenInputProjection.apply(xa, a, b, self, dropout)
-        if dropout > 0:
+            return _FrozenInputProjection.apply(xa, a, b, self, dropout, on_input)
+        if dropout > 0 and on_input:
             xa = F.dropout(xa, dropout, training=True)
-        return self.scale * self.expand(self.project(xa, a), b)
+        h = self.project(xa, a)
+        if dropout > 0 and not on_input:
+            h = F.dropout(h, dropout, training=True)
+        return self.scale * self.expand(h, b)
 
     # ---- merging --------------------------------------------------------------------------------
     @torch.no_grad()
@@ -303,7 +315,8 @@ class AdaptedLayer(nn.Module):
         a, b = self.factors["A"], self.factors["B"]
         return (f"name={self.name!r}, d_in={self.d_in}, d_out={self.d_out}, rank={self.rank}, "
                 f"scale={self.scale:g}, A={a.init}{'(trained)' if a.trainable else '(frozen)'}, "
-                f"B={b.init}{'(trained)' if b.trainable else '(frozen)'}, dropout={self.dropout_p}")
+                f"B={b.init}{'(trained)' if b.trainable else '(frozen)'}, dropout={self.dropout_p}"
+                + ("" if self.dropout_on == "input" else f" on {self.dropout_on}"))
 
 
 class AdaptedLinear(AdaptedLayer):
@@ -483,22 +496,31 @@ LAYER_TYPES: tuple[type[AdaptedLayer], ...] = (AdaptedLinear, AdaptedConv1D, Ada
 
 
 class _FrozenInputProjection(torch.autograd.Function):
-    """out = s · B · (A · drop(x)) with A frozen, saving only h = A·drop(x) and a dropout seed.
+    """out = s · B · h with A frozen, saving only h (r numbers per token) and a dropout seed.
 
-    Backward:  ∂L/∂B = s · Σ_tokens g hᵀ;  ∂L/∂x = mask ⊙ (Aᵀ (s · Bᵀ g)) / (1 − p).
-    The dropout mask is regenerated from its seed rather than stored.
+    Dropout on the input:       h = A · (keep ⊙ x) / (1 − p'),
+        ∂L/∂B = s · Σ_tokens g hᵀ;  ∂L/∂x = keep ⊙ (Aᵀ (s · Bᵀ g / (1 − p'))).
+    Dropout on the projection:  h = keep ⊙ (A · x) / (1 − p'),
+        ∂L/∂B = s · Σ_tokens g hᵀ;  ∂L/∂x = Aᵀ (keep ⊙ s · Bᵀ g / (1 − p')).
+
+    The mask is regenerated from its seed in backward rather than stored. The scale 1/(1 − p') is
+    applied to the r-sized h and s·Bᵀg, never to the d_in-wide x or ∂L/∂x: the only d_in-wide work of
+    input dropout is drawing the mask and one masked fill each way.
     """
 
     @staticmethod
-    def forward(ctx, x, a, b, layer: AdaptedLayer, p: float):
+    def forward(ctx, x, a, b, layer: AdaptedLayer, p: float, on_input: bool):
         seed = None
         if p > 0:
             seed = int(torch.randint(0, 2**62, (1,)).item())
-            x = x * _dropout_mask(x, p, seed)
+            if on_input:
+                x = x.masked_fill(_dropped(x.shape, p, seed, x.device), 0)
         h = layer.project(x, a)
+        if p > 0:
+            h = h.mul_(_keep_scale(p)) if on_input else _apply_dropout(h, p, seed)
         out = layer.scale * layer.expand(h, b)
         ctx.save_for_backward(h, a, b)
-        ctx.layer, ctx.p, ctx.seed = layer, p, seed
+        ctx.layer, ctx.p, ctx.seed, ctx.on_input = layer, p, seed, on_input
         ctx.x_meta = (x.shape, x.dtype, x.device)
         return out
 
@@ -516,27 +538,49 @@ class _FrozenInputProjection(torch.autograd.Function):
         if ctx.needs_input_grad[0]:
             shape, dtype, device = ctx.x_meta
             gh = layer.scale * layer.expand_input_grad(g, b.to(work), h.shape)
-            grad_x = layer.project_input_grad(gh, a.to(work), shape).to(dtype)
             if ctx.p > 0:
-                grad_x = grad_x * _dropout_mask(torch.empty(shape, dtype=dtype, device=device), ctx.p, ctx.seed)
-        return grad_x, None, grad_b, None, None
+                gh = gh.mul_(_keep_scale(ctx.p)) if ctx.on_input else _apply_dropout(gh, ctx.p, ctx.seed)
+            grad_x = layer.project_input_grad(gh, a.to(work), shape).to(dtype)
+            if ctx.p > 0 and ctx.on_input:
+                grad_x = grad_x.masked_fill_(_dropped(shape, ctx.p, ctx.seed, device), 0)
+        return grad_x, None, grad_b, None, None, None
+
+
+def _threshold(p: float) -> int:
+    """round(p · 2¹⁶): a 16-bit uniform word u ∈ {0, …, 65535} is dropped when u < this."""
+    return min(round(p * 65536), 65535)
+
+
+def _keep_scale(p: float) -> float:
+    """1 / (1 − p') with p' = round(p·2¹⁶)/2¹⁶ the exact drop probability of :func:`_dropped`."""
+    return 65536 / (65536 - _threshold(p))
+
+
+def _dropped(shape: torch.Size | tuple[int, ...], p: float, seed: int, device: Any) -> torch.Tensor:
+    """A boolean tensor of ``shape``, True where an element is dropped, reproducible from ``seed``.
+
+    The mask is drawn twice per step (forward, then regenerated in backward), so it is made cheaply:
+    each 64-bit draw of the seeded generator over the full int64 range yields four independent
+    uniform 16-bit words u, read in place (an int16 view, no copy), and an element is dropped when
+    u < round(p · 65536). The drop probability is therefore p' = round(p·2¹⁶)/2¹⁶ (|p' − p| ≤ 2⁻¹⁷,
+    e.g. 0.100006 for p = 0.1); with the scale :func:`_keep_scale` E[mask] = 1 exactly.
+    """
+    n = 1
+    for s in shape:
+        n *= s
+    gen = torch.Generator(device=device)
+    gen.manual_seed(seed)
+    draws = torch.empty(-(-n // 4), dtype=torch.int64, device=device).random_(-2**63, None, generator=gen)
+    words = draws.view(torch.int16)[:n].view(shape)  # int16 holds u − 32768
+    return words < _threshold(p) - 32768
+
+
+def _apply_dropout(t: torch.Tensor, p: float, seed: int) -> torch.Tensor:
+    """keep ⊙ t / (1 − p') in place, with the mask of :func:`_dropped` for ``seed``."""
+    return t.masked_fill_(_dropped(t.shape, p, seed, t.device), 0).mul_(_keep_scale(p))
 
 
 def _dropout_mask(like: torch.Tensor, p: float, seed: int) -> torch.Tensor:
-    """Bernoulli(1 − p') / (1 − p') on ``like``'s shape, reproducible from ``seed`` on ``like``'s device.
-
-    The mask is drawn twice per step (forward, then regenerated in backward), so it is made cheaply:
-    one 64-bit random draw yields three independent 16-bit uniform words u ∈ {0, …, 65535}, and an
-    element is kept when u ≥ round(p · 65536). The drop probability is therefore p' = round(p·2¹⁶)/2¹⁶
-    (|p' − p| ≤ 2⁻¹⁷, e.g. 0.100006 for p = 0.1), and the scale 1/(1 − p') keeps E[mask] = 1 exactly.
-    """
-    n = like.numel()
-    threshold = min(round(p * 65536), 65535)
-    gen = torch.Generator(device=like.device)
-    gen.manual_seed(seed)
-    draws = torch.empty(-(-n // 3), dtype=torch.int64, device=like.device).random_(generator=gen)
-    # random_ fills [0, 2⁶³): the 16-bit word holding the sign bit is not uniform, use the other three
-    words = draws.view(torch.int16).view(-1, 4)
-    words = words[:, :3] if sys.byteorder == "little" else words[:, 1:]
-    keep = words.reshape(-1)[:n].reshape(like.shape) >= threshold - 32768  # int16 holds u − 32768
-    return keep.to(like.dtype).mul_(65536 / (65536 - threshold))
+    """The mask of :func:`_dropped` as numbers: 0 where dropped, 1/(1 − p') where kept (E = 1)."""
+    keep = ~_dropped(like.shape, p, seed, like.device)
+    return keep.to(like.dtype).mul_(_keep_scale(p))

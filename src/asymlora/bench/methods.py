@@ -28,7 +28,7 @@ from asymlora.layers import AdaptedLayer
 
 from .models import BenchModel
 
-__all__ = ["BENCH_CONFIGS", "LABELS", "Prepared", "prepare", "adapter_modules"]
+__all__ = ["BENCH_CONFIGS", "EXTRA_CONFIGS", "LABELS", "Prepared", "prepare", "adapter_modules"]
 
 # the configurations `asymlora bench` compares (not the experiment methods of asymlora.experiments.methods)
 BENCH_CONFIGS = ("floor", "peft-lora", "peft-lorafa", "peft-vera", "asym-lora", "asym-b-only")
@@ -39,7 +39,10 @@ LABELS = {
     "peft-vera": "PEFT VeRA",
     "asym-lora": "asymlora LoRA",
     "asym-b-only": "asymlora B-only",
+    "asym-b-only-projection": "asymlora B-only, dropout on A·x",
 }
+# timed beside BENCH_CONFIGS by the step section when dropout > 0 (dropout_on="projection")
+EXTRA_CONFIGS = ("asym-b-only-projection",)
 
 
 @dataclass
@@ -92,8 +95,8 @@ def _target_names(model: nn.Module, spec: BenchModel) -> list[str]:
 def prepare(method: str, base: nn.Module, spec: BenchModel, *, rank: int, dropout: float, lr: float = 1e-4,
             seed: int = 0) -> Prepared:
     """A deep copy of ``base`` set up for ``method``, in train mode, with its optimizer."""
-    if method not in BENCH_CONFIGS:
-        raise ValueError(f"unknown method {method!r}; choose from {BENCH_CONFIGS}")
+    if method not in BENCH_CONFIGS + EXTRA_CONFIGS:
+        raise ValueError(f"unknown method {method!r}; choose from {BENCH_CONFIGS + EXTRA_CONFIGS}")
     model = copy.deepcopy(base)
     for p in model.parameters():
         p.requires_grad_(False)
@@ -126,9 +129,11 @@ def prepare(method: str, base: nn.Module, spec: BenchModel, *, rank: int, dropou
 
                 optimizer = create_lorafa_optimizer(model, r=rank, lora_alpha=alpha, lr=lr)
         else:
-            preset = "b-only" if method == "asym-b-only" else "lora"
+            preset = "lora" if method == "asym-lora" else "b-only"
+            on = "projection" if method == "asym-b-only-projection" else "input"
             asymlora.inject(model, asymlora.AdapterConfig.preset(preset, rank=rank, alpha=float(alpha),
-                                                                 targets=spec.targets, dropout=dropout, seed=seed))
+                                                                 targets=spec.targets, dropout=dropout, seed=seed,
+                                                                 dropout_on=on))
     trainable = [p for p in model.parameters() if p.requires_grad]
     if optimizer is None and trainable:
         optimizer = torch.optim.AdamW(trainable, lr=lr)

@@ -5,6 +5,10 @@
   tokens. Builds in milliseconds: for tests and for checking the suite.
 * ``minilm``: all-MiniLM-L6-v2 (BERT, 6 layers, hidden 384) with a 2-label classification head,
   adapters on the attention query and value projections, 128 tokens.
+* ``smollm2-shaped``: a Llama with SmolLM2-135M's layer shapes (hidden 576, MLP 1536, 9 query and 3
+  key/value heads) but 4 layers, a 2048-token vocabulary and random weights, adapters on every linear
+  layer, 512 tokens. Builds in a second, no download; a step costs about a seventh of SmolLM2's, and
+  the output head is small, so the ratios measure the adapted layers as in the real model.
 * ``smollm2``: SmolLM2-135M-Instruct (Llama, 30 layers, hidden 576, MLP 1536) as a causal LM,
   adapters on every linear layer except the output head, 512 tokens.
 
@@ -55,6 +59,17 @@ def _tiny() -> nn.Module:
         return LlamaForCausalLM(config).eval()
 
 
+def _smollm2_shaped() -> nn.Module:
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        config = LlamaConfig(vocab_size=2048, hidden_size=576, intermediate_size=1536, num_hidden_layers=4,
+                             num_attention_heads=9, num_key_value_heads=3, max_position_embeddings=2048,
+                             tie_word_embeddings=True)
+        return LlamaForCausalLM(config).eval()
+
+
 def _minilm() -> nn.Module:
     model, _ = load_model("minilm", num_labels=2, seed=0)
     return model.eval()
@@ -72,6 +87,10 @@ BENCH_MODELS: dict[str, BenchModel] = {
     "minilm": BenchModel("minilm", "all-MiniLM-L6-v2 (BERT, 6 layers, hidden 384), query/value adapters",
                          "classification", ["query", "value"], 128, 8, 128, 4, _minilm,
                          serve_batch=16, serve_seq_len=128, infer_batch=8, infer_seq_len=128),
+    "smollm2-shaped": BenchModel("smollm2-shaped", "random Llama with SmolLM2-135M's layer shapes (4 layers, "
+                                 "hidden 576, MLP 1536, vocabulary 2048), all linear layers", "causal-lm",
+                                 "all-linear", 512, 1, 256, 1, _smollm2_shaped, serve_batch=16, serve_seq_len=16,
+                                 infer_batch=4, infer_seq_len=64),
     "smollm2": BenchModel("smollm2", "SmolLM2-135M-Instruct (Llama, 30 layers, hidden 576, MLP 1536), "
                           "all linear layers", "causal-lm", "all-linear", 512, 1, 256, 1, _smollm2,
                           serve_batch=16, serve_seq_len=16, infer_batch=4, infer_seq_len=64),

@@ -30,7 +30,7 @@ from asymlora.serving import load_many
 
 from .measure import (SavedTensorTracer, clock_name, median, model_state_bytes, optimizer_state_bytes,
                       peak_memory, time_interleaved)
-from .methods import LABELS, BENCH_CONFIGS, Prepared, adapter_modules, prepare
+from .methods import BENCH_CONFIGS, EXTRA_CONFIGS, LABELS, Prepared, adapter_modules, prepare
 from .models import BenchModel, make_batch
 from .report import Row, fmt_value
 
@@ -65,6 +65,16 @@ class Settings:
     @property
     def on_minilm(self) -> bool:
         return self.spec.name == "minilm"
+
+    @property
+    def floor_step_target(self) -> float | None:
+        """Issue 17's bound on B-only step time / the frozen floor's: MiniLM q/v 1.03, SmolLM2 every linear 1.10."""
+        return {"minilm": 1.03, "smollm2": 1.10, "smollm2-shaped": 1.10}.get(self.spec.name)
+
+    @property
+    def floor_peak_target(self) -> float | None:
+        """Issue 17's bound on B-only peak step memory / the floor's (SmolLM2 every linear): 1.05."""
+        return 1.05 if self.spec.name in ("smollm2", "smollm2-shaped") else None
 
 
 def _label(m: str) -> str:
@@ -163,10 +173,11 @@ def step_section(s: Settings, base: nn.Module) -> tuple[list[Row], dict[str, Any
     spec = s.spec
     batch = make_batch(spec, base, s.batch, s.seq_len, s.device, seed=s.seed)
     s.progress(f"step: preparing {len(BENCH_CONFIGS)} configurations")
-    preps = {m: prepare(m, base, spec, rank=s.rank, dropout=s.dropout, seed=s.seed) for m in BENCH_CONFIGS}
+    configs = BENCH_CONFIGS + (EXTRA_CONFIGS if s.dropout > 0 else ())
+    preps = {m: prepare(m, base, spec, rank=s.rank, dropout=s.dropout, seed=s.seed) for m in configs}
     # an identical second floor, timed like the others: the run-to-run noise of this run
     control = prepare("floor", base, spec, rank=s.rank, dropout=s.dropout, seed=s.seed)
-    s.progress(f"step: timing ({s.warmup} warm-up + {s.repeats} rounds × {len(BENCH_CONFIGS) + 1} configurations)")
+    s.progress(f"step: timing ({s.warmup} warm-up + {s.repeats} rounds × {len(configs) + 1} configurations)")
     fns = {m: _stepper(p, batch) for m, p in preps.items()}
     fns["floor-control"] = _stepper(control, batch)
     times = time_interleaved(fns, warmup=s.warmup, repeats=s.repeats, device=s.device, clock=s.clock,
@@ -189,9 +200,17 @@ def step_section(s: Settings, base: nn.Module) -> tuple[list[Row], dict[str, Any
 
     rows = [Row("step", f"step time (median, {clock_name(s.device, s.clock)})", _label("asym-b-only"), _label("peft-lora"),
                 step_s["asym-b-only"], step_s["peft-lora"], "s", bound=1.0, target="≤ 1.00")]
+    bound = s.floor_step_target
     rows.append(Row("step", f"step time (median, {clock_name(s.device, s.clock)})", _label("asym-b-only"), _label("floor"),
-                    step_s["asym-b-only"], step_s["floor"], "s", bound=1.10 if s.on_minilm else None,
-                    target="≤ 1.10 (MiniLM)" if s.on_minilm else ""))
+                    step_s["asym-b-only"], step_s["floor"], "s", bound=bound,
+                    target=f"≤ {bound:.2f} (issue 17)" if bound else ""))
+    if "asym-b-only-projection" in step_s:
+        for ref in ("floor", "asym-b-only", "peft-lora"):
+            rows.append(Row("step", f"step time (median, {clock_name(s.device, s.clock)})",
+                            _label("asym-b-only-projection"), _label(ref), step_s["asym-b-only-projection"],
+                            step_s[ref], "s", bound=bound if ref == "floor" else None,
+                            target=f"≤ {bound:.2f} (issue 17)" if bound and ref == "floor" else "",
+                            note="dropout_on='projection': another regulariser" if ref == "floor" else ""))
     for other in ("peft-lorafa", "peft-vera"):
         rows.append(Row("step", f"step time (median, {clock_name(s.device, s.clock)})", _label("asym-b-only"), _label(other),
                         step_s["asym-b-only"], step_s[other], "s"))
@@ -203,12 +222,15 @@ def step_section(s: Settings, base: nn.Module) -> tuple[list[Row], dict[str, Any
                     peak["asym-b-only"]["total"], peak["peft-lora"]["total"], "B", bound=1.0 - 1e-9, target="< 1.00"))
     rows.append(Row("step", "peak step memory", _label("asym-b-only"), _label("peft-lorafa"),
                     peak["asym-b-only"]["total"], peak["peft-lorafa"]["total"], "B", bound=1.0, target="≤ 1.00"))
+    mem_bound = s.floor_peak_target
     rows.append(Row("step", "peak step memory", _label("asym-b-only"), _label("floor"),
-                    peak["asym-b-only"]["total"], peak["floor"]["total"], "B"))
+                    peak["asym-b-only"]["total"], peak["floor"]["total"], "B", bound=mem_bound,
+                    target=f"≤ {mem_bound:.2f} (issue 17)" if mem_bound else "",
+                    note="both measured the same way: step peak above start + adapter and optimizer state"))
     table = [[_label(m), f"{preps[m].trainable:,}",
               f"{fmt_value(step_s[m], 's')} ({fmt_value(min(times[m]), 's')}–{fmt_value(max(times[m]), 's')})",
               fmt_value(peak[m]["step_peak_above_start"], "B"), fmt_value(peak[m]["adapter_state"], "B"),
-              fmt_value(peak[m]["total"], "B")] for m in BENCH_CONFIGS]
+              fmt_value(peak[m]["total"], "B")] for m in configs]
     columns = ["configuration", "trainable params", "step time median (min–max)", "step peak above start",
                "adapter + optimizer state", "peak step memory"]
     return rows, {"step_seconds": times, "step_median_s": step_s, "peak_memory": peak,
