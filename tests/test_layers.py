@@ -195,6 +195,8 @@ def test_dropout_on_is_checked_saved_and_defaults_to_the_input_for_older_configs
     fresh.load_state_dict({k.replace("base_layer.", ""): v for k, v in net.state_dict().items() if "lora" not in k})
     asymlora.load_adapter(fresh, tmp_path / "a")
     assert fresh[0].dropout_on == "projection"
+    with pytest.warns(UserWarning, match="PEFT's lora_dropout acts on the layer input"):
+        asymlora.export_peft(net, tmp_path / "peft")  # PEFT cannot say where dropout acts: said, not silent
 
 
 def test_b_only_keeps_only_r_sized_activations_for_backward():

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,10 @@ def export_peft(model: nn.Module, path: str | os.PathLike, *, base_model_name_or
     a config that was edited or comes from another export.
     """
     config = get_config(model)
+    if config.dropout and config.dropout_on != "input":
+        warnings.warn(f"the adapter's dropout acts on A·x (dropout_on={config.dropout_on!r}); PEFT's lora_dropout acts "
+                      "on the layer input, so training the exported adapter further in PEFT uses input dropout "
+                      "(outputs in eval mode are the same)", stacklevel=2)
     layers = list(adapted_layers(model))
     default_rank = config.rank
     default_alpha = config.alpha_for(default_rank)
