@@ -176,6 +176,7 @@ def test_grid_report_lays_out_table_6(tmp_path):
     md = markdown(table)
     assert "Test metrics of toy-summaries" in md
     assert "| Method | rouge1 | rouge2 | rougeL |" in md and "rougeLsum" not in md  # Table 6's columns, XSum-like
+    assert "train − test gap" not in md  # train is scored by its loss only: no empty ROUGE gap table
     row = next(line for line in md.splitlines() if line.startswith("| Untuned"))
     assert "± 0.0" in row  # the untuned model scores the same for every seed (in percent)
 

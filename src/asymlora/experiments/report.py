@@ -255,8 +255,8 @@ def gap_tables(table: Table) -> list[str]:
     lines: list[str] = []
     for task in table.tasks:
         cells = [(row, c) for row in table.rows if (c := table.cell(row, task)) is not None]
-        if not any(c.train for _, c in cells):
-            continue
+        if not any(not math.isnan(x) for _, c in cells for x in c.train):
+            continue  # no run has it, or the task scores train by another metric (ROUGE / MMLU tasks: loss only)
         metric = table.metrics[task]
         sets = ["test"] + sorted({n for _, c in cells for n in c.gap if n != "test"})
         lines += ["", f"Train, validation and test {metric} on {task}, and the train − test gap (the train figure: the "
