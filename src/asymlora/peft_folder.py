@@ -277,4 +277,30 @@ def _split(tensors: dict[str, torch.Tensor], config: PeftConfig, where: Path) ->
                                   "exclude_modules do not adapt it")
     if not factors:
         raise CheckpointError(f"{where}: the PEFT adapter holds no LoRA factor tensors")
+    _check_ranks(factors, config, where)
+    _one_dtype(where, "LoRA factor", {f"{m}.lora_{w}": t for m, pair in factors.items() for w, t in pair.items()})
+    _one_dtype(where, "modules_to_save", others)
     return factors, others
+
+
+def _check_ranks(factors: dict[str, dict[str, torch.Tensor]], config: PeftConfig, where: Path) -> None:
+    """Each factor's rank (``lora_A``'s first and ``lora_B``'s second dimension, in every layer type's
+    layout) is the one the config gives its module — checked before any layer of that rank is built."""
+    for name, pair in factors.items():
+        r = config.rank_of(name)
+        a, b = pair["A"], pair["B"]
+        if a.dim() < 2 or b.dim() < 2 or a.shape[0] != r or b.shape[1] != r:
+            raise CheckpointError(f"{where}: module {name!r} has lora_A of shape {tuple(a.shape)} and lora_B of shape "
+                                  f"{tuple(b.shape)}, but the config gives it rank {r} (r / rank_pattern): the config "
+                                  "or the tensor file was edited")
+
+
+def _one_dtype(where: Path, what: str, tensors: dict[str, torch.Tensor]) -> None:
+    """PEFT saves all factors of an adapter in one dtype (and the modules_to_save parameters in one):
+    a tensor of another dtype than its fellows was cast after the save, and would load rounded."""
+    dtypes = {t.dtype for t in tensors.values()}
+    if len(dtypes) > 1:
+        odd = min(dtypes, key=lambda d: sum(t.dtype == d for t in tensors.values()))
+        names = sorted(k for k, t in tensors.items() if t.dtype == odd)
+        raise CheckpointError(f"{where}: the {what} tensors have mixed dtypes ({sorted(map(str, dtypes))}); "
+                              f"{names[:3]} are {odd}, the others not: the file was edited — export it again")
