@@ -4,7 +4,6 @@ error, a hang, a crash or leave the model changed. ``python -m fuzz --cases 5000
 (docs/RELIABILITY.md)."""
 
 import torch
-
 from fuzz.cases import ORIGINS, make_case, make_origin
 from fuzz.runner import DEFECTS, classify, run
 from fuzz.worker import handle

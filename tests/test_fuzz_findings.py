@@ -4,12 +4,12 @@ import time
 
 import pytest
 import torch
-
-import asymlora
-from asymlora import CheckpointError
 from fuzz.edit import as_peft_native, edit_config, rewrite_tensors
 from fuzz.models import TARGETS, build
 from fuzz.worker import same_state, state
+
+import asymlora
+from asymlora import CheckpointError
 
 
 def _peft_folder(tmp_path, native=True):

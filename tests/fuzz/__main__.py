@@ -8,7 +8,7 @@ import json
 import sys
 from pathlib import Path
 
-from .runner import DEFECTS, run
+from .runner import run
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -25,7 +25,6 @@ import torch
 from safetensors.torch import load_file
 
 import asymlora
-from asymlora import CheckpointError
 
 from .models import build, example_input, family
 
