@@ -1,15 +1,19 @@
-"""Reading JSON that came from a file: strict, bounded, and with errors that say what is wrong.
+r"""Reading JSON that came from a file: strict, bounded, and with errors that say what is wrong.
 
 ``json.loads`` accepts duplicate keys (the last wins), ``NaN`` / ``Infinity``, numbers such as
 ``1e400`` that overflow to infinity, integers of any length, and fails with a raw ``RecursionError``
 on deep nesting. :func:`loads_strict` refuses all of these with a :class:`JsonError` (a ``ValueError``).
+
+JSON Lines are split on ``\n`` alone (:func:`jsonl_lines`): ``str.splitlines`` also breaks at U+2028, U+2029,
+U+0085 and other characters that a JSON string may hold unescaped (``json.dumps(..., ensure_ascii=False)``
+writes them raw), and so cut valid records in two.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from typing import Any
+from typing import Any, Iterator
 
 MAX_BYTES = 64 << 20  # a config file of more than 64 MiB is not one asymlora or PEFT wrote
 MAX_INT_DIGITS = 40
@@ -61,3 +65,12 @@ def loads_strict(data: str | bytes, *, max_bytes: int = MAX_BYTES) -> Any:
         raise JsonError(f"not valid JSON: {err.msg} at line {err.lineno} column {err.colno}") from None
     except RecursionError:
         raise JsonError("nested too deeply to read") from None
+
+
+def jsonl_lines(text: str) -> Iterator[tuple[int, str]]:
+    r"""``(line number, line)`` for each non-blank line of a JSON Lines text, split on ``\n`` only (a trailing
+    ``\r`` dropped), so that line separators inside JSON strings stay in their record."""
+    for number, line in enumerate(text.split("\n"), start=1):
+        line = line.removesuffix("\r")
+        if line.strip():
+            yield number, line

@@ -31,6 +31,7 @@ from typing import Any, Iterable, Iterator, Sequence
 
 from asymlora.data.mmlu import MMLUQuestion
 from asymlora.data.task import DataError, dedupe, split_examples
+from asymlora.jsonfile import JsonError, jsonl_lines, loads_strict
 from asymlora.sources import fetch_pin
 from asymlora.sources.pins import FOLDERS
 
@@ -124,13 +125,11 @@ def load_instruction_file(path: str | Path) -> list[InstructionRecord]:
     except UnicodeDecodeError as err:
         raise DataError(f"not UTF-8 text (byte {err.start}); save the file as UTF-8", str(path)) from None
     out = []
-    for line_no, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
+    for line_no, line in jsonl_lines(text):
         try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise DataError(f"bad JSON: {err.msg} at column {err.colno}", str(path), line_no) from None
+            rec = loads_strict(line)
+        except JsonError as err:
+            raise DataError(f"bad JSON: {err}", str(path), line_no) from None
         if not isinstance(rec, dict):
             raise DataError(f"expected a JSON object, got {type(rec).__name__}", str(path), line_no)
         if "messages" in rec:

@@ -210,3 +210,13 @@ def dedupe(examples: Iterable[Any], drop_conflicts: bool = True) -> tuple[list[A
             labels[k] = {ex.label}
     conflicts = {k for k, v in labels.items() if len(v) > 1} if drop_conflicts else set()
     return [ex for k, ex in seen.items() if k not in conflicts], repeats, len(conflicts)
+
+
+def require_splits(splits: dict[str, list[Any]], source: str, names: Sequence[str] = SPLITS) -> None:
+    """Refuse splits of which any of ``names`` is empty, with the sizes of all, so that a file too small for its
+    splits fails when it is read rather than inside a run."""
+    empty = [n for n in names if not splits.get(n)]
+    if empty:
+        sizes = ", ".join(f"{n} {len(splits.get(n) or [])}" for n in names)
+        raise DataError(f"the {' and '.join(empty)} split{'s are' if len(empty) > 1 else ' is'} empty ({sizes} "
+                        f"examples): give more examples, or a split column with rows of every split", source)

@@ -12,18 +12,26 @@ ids). A file with a split column (``split``: train / validation (or dev, valid, 
 its splits, and a missing validation or test split is carved out of train; a file without one is
 split 80 / 10 / 10 by ``seed`` (stratified for classification). Every error names the file, the
 line and the problem.
+
+As in the built-in tasks, a text (pair) that appears on several rows keeps its first row, and for
+classification a text given two different labels is dropped altogether (a warning says how many rows went).
+Each split must end up with at least one example; a label that is ``nan`` / ``inf`` is refused (it is a
+missing value, not a class), as are a header that names a column twice and JSON that strict parsing refuses
+(:func:`asymlora.jsonfile.loads_strict`: duplicate keys, overlong numbers, deep nesting).
 """
 
 from __future__ import annotations
 
 import csv
 import io
-import json
 import math
+import warnings
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from asymlora.data.task import DataError, Example, Task, split_examples
+from asymlora.data.task import DataError, Example, Task, dedupe, require_splits, split_examples
+from asymlora.jsonfile import JsonError, jsonl_lines, loads_strict
 
 SUFFIXES = {".csv": ",", ".tsv": "\t", ".jsonl": None}
 MAX_INFERRED_CLASSES = 20
@@ -51,13 +59,11 @@ def read_records(path: Path, columns: Sequence[str], optional: Sequence[str]) ->
     text = _decode(path)
     delimiter = SUFFIXES[path.suffix.lower()]
     if delimiter is None:
-        for lineno, line in enumerate(text.splitlines(), start=1):
-            if not line.strip():
-                continue
+        for lineno, line in jsonl_lines(text):
             try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise DataError(f"bad JSON: {err.msg} at column {err.colno}", str(path), lineno) from None
+                rec = loads_strict(line)
+            except JsonError as err:
+                raise DataError(f"bad JSON: {err}", str(path), lineno) from None
             if not isinstance(rec, dict):
                 raise DataError(f"expected a JSON object, got {type(rec).__name__}", str(path), lineno)
             for c in columns:
@@ -82,6 +88,10 @@ def read_records(path: Path, columns: Sequence[str], optional: Sequence[str]) ->
             continue
         if header is None:
             header = [c.strip() for c in row]
+            repeated = sorted({c for c in header if header.count(c) > 1})
+            if repeated:
+                raise DataError(f"the header names {repeated} more than once; give each column its own name",
+                                str(path), lineno)
             for c in columns:
                 if c not in header:
                     raise DataError(f"no column {c!r}; the columns are {header}. Name the right one "
@@ -159,40 +169,59 @@ def load_user_file(path: str | Path, *, text_column: str = "text", text_pair_col
         raise DataError("no data rows", str(path))
 
     kind = task_kind or _infer_kind(path, rows)
-    if kind == "regression":
-        label_names: tuple[str, ...] = ()
-        values = []
-        for lineno, _, _, label, _ in rows:
-            num = _number(label)
-            if num is None or not math.isfinite(num):
-                raise DataError(f"label {label!r} is not a finite number (regression)", str(path), lineno)
-            values.append(num)
-    else:
-        keys = [_label_key(label) for *_, label, _ in rows]
-        distinct = set(keys)
-        if all(_number(k) is not None for k in distinct):
-            ordered = sorted(distinct, key=lambda k: float(k))
-        else:
-            ordered = sorted(distinct)
-        if len(ordered) < 2:
-            raise DataError(f"only one distinct label ({ordered[0]!r}): nothing to classify", str(path))
-        index = {k: i for i, k in enumerate(ordered)}
-        label_names, values = tuple(ordered), [index[k] for k in keys]
+    examples = [Example(text, _value(path, kind, label, ln), pair, uid=f"line {ln}") for ln, text, pair, label, _ in rows]
+    split_of = {ex.uid: r[4] for ex, r in zip(examples, rows)}
+    examples, dropped = _without_repeats(path, examples, kind)
+    label_names: tuple[str, ...] = ()
+    if kind == "classification":  # class ids: the sorted distinct labels of the rows kept
+        keys = {ex.label for ex in examples}
+        numeric = all(_number(k) is not None for k in keys)
+        label_names = tuple(sorted(keys, key=float if numeric else None))  # type: ignore[arg-type]
+        if len(label_names) < 2:
+            raise DataError(f"only one distinct label ({label_names[0]!r}): nothing to classify", str(path))
+        index = {k: i for i, k in enumerate(label_names)}
+        examples = [replace(ex, label=index[ex.label]) for ex in examples]
 
-    examples = [Example(text, value, pair, uid=f"line {ln}") for (ln, text, pair, _, _), value in zip(rows, values)]
     stratify = kind == "classification"
     if has_split:
-        splits = with_file_splits(path, examples, [r[4] for r in rows], fractions, seed, stratify, split_column)
+        splits = with_file_splits(path, examples, [split_of[ex.uid] for ex in examples], fractions, seed, stratify,
+                                  split_column)
     else:
         splits = split_examples(examples, fractions, seed=seed, stratify=stratify)
-    if not splits["train"]:
-        raise DataError(f"the train split is empty ({len(examples)} examples)", str(path))
+    require_splits(splits, str(path))
     return Task(
         name=name or path.stem, kind=kind, splits=splits, label_names=label_names,
         primary_metric="accuracy" if kind == "classification" else "pearson",
         text_fields=("text", "text_pair") if text_pair_column else ("text",),
-        source=str(path), description=f"user data from {path.name}",
+        source=str(path), description=f"user data from {path.name}" + (f" ({dropped})" if dropped else ""),
     )
+
+
+def _value(path: Path, kind: str, label: Any, line: int) -> str | float:
+    """A row's label as a regression score (a finite number) or a class key (see :func:`_label_key`)."""
+    num = _number(label)
+    if num is not None and not math.isfinite(num):
+        raise DataError(f"label {label!r} is not a finite number" + (" (regression)" if kind == "regression" else
+                        ": a missing value? drop the row or give it its label"), str(path), line)
+    if kind == "regression":
+        if num is None:
+            raise DataError(f"label {label!r} is not a finite number (regression)", str(path), line)
+        return num
+    return _label_key(label)
+
+
+def _without_repeats(path: Path, examples: list[Example], kind: str) -> tuple[list[Example], str]:
+    """The examples with each text (pair) once, as the built-in tasks are (:func:`~asymlora.data.task.dedupe`):
+    the first row of a repeated text is kept, and for classification every row of a text given two different
+    labels is dropped. Returns the kept examples and a note of what was dropped ("" if nothing), also warned."""
+    kept, repeats, conflicts = dedupe(examples, drop_conflicts=kind == "classification")
+    if not repeats:
+        return kept, ""
+    note = f"{len(examples) - len(kept)} of {len(examples)} rows dropped: {repeats} repeated text(s)"
+    if conflicts:
+        note += f", among them {conflicts} text(s) given different labels, dropped altogether"
+    warnings.warn(f"{path}: {note}", stacklevel=3)
+    return kept, note
 
 
 def _infer_kind(path: Path, rows: list[tuple[int, str, str | None, Any, str | None]]) -> str:

@@ -47,7 +47,7 @@ from asymlora.data.summaries import (
     load_summary_file,
     split_pairs,
 )
-from asymlora.data.task import DataError, task_option
+from asymlora.data.task import DataError, require_splits, task_option
 from asymlora.data.userfile import with_file_splits
 from asymlora.evaluation.generate import GenerationSettings, generate_ids
 from asymlora.evaluation.predict import lm_loss_and_accuracy
@@ -279,6 +279,7 @@ def summary_file_task(path: str | Path, *, document_column: str = "document", su
         splits = with_file_splits(Path(path), kept, split_of, fractions, seed, False, split_column)
     else:
         splits = split_pairs(kept, fractions, seed=seed)
+    require_splits(splits, str(path))
     return _task(Path(path).stem, splits, instruction=instruction, source=str(path),
                  description=f"summaries from {path}", lsum=str(lsum).lower() in ("1", "true", "yes"),
                  max_summary_tokens=max_summary_tokens, max_new_tokens=max_new_tokens, num_beams=num_beams,
