@@ -1,5 +1,7 @@
 """Finding targets, freezing, parameter counts, summary, unload/disable, determinism of frozen factors."""
 
+import warnings
+
 import pytest
 import torch
 import torch.nn as nn
@@ -129,3 +131,13 @@ def test_unload_returns_the_plain_model_with_merged_weights(tiny_input):
     assert torch.allclose(plain(tiny_input), out, atol=1e-5)
     with pytest.raises(ValueError, match="no asymlora adapters"):
         asymlora.merge(plain)
+
+
+def test_a_rank_above_min_d_in_d_out_is_warned_once_naming_the_layers():
+    model = nn.Sequential(nn.Linear(16, 4), nn.Linear(4, 16), nn.Linear(16, 16))
+    with pytest.warns(UserWarning, match=r"in 2 layer\(s\): 0 \(r=8 > 4\), 1 \(r=8 > 4\)\. The update") as caught:
+        asymlora.inject(model, asymlora.AdapterConfig.preset("lora", rank=8, targets=["0", "1", "2"]))
+    assert len([w for w in caught if "rank above" in str(w.message)]) == 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # rank ≤ min(d_in, d_out) everywhere: no warning
+        asymlora.inject(nn.Sequential(nn.Linear(16, 4)), asymlora.AdapterConfig.preset("lora", rank=4, targets=["0"]))

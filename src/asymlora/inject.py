@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import warnings
 from dataclasses import dataclass
 from typing import Iterator, Mapping, Sequence
 
@@ -208,7 +209,23 @@ def inject(model: nn.Module, config: AdapterConfig) -> nn.Module:
         raise TypeError(f"inject expects an asymlora.AdapterConfig, got {type(config).__name__}")
     plan = plan_layers(model, config)
     train_modules = find_train_modules(model, config.train_modules)
-    return attach(model, config, build_layers(plan, config), train_modules)
+    layers = build_layers(plan, config)
+    warn_rank_above_dims(layers)
+    return attach(model, config, layers, train_modules)
+
+
+def warn_rank_above_dims(layers: Mapping[str, AdaptedLayer]) -> None:
+    """Warn when a layer's rank r exceeds m = min(d_in, d_out): rank(s·B·A) ≤ m whatever r, so the extra ranks
+    cost up to (r − m)·(d_in + d_out) parameters and add nothing the update can express. One warning for all
+    such layers, naming the first three."""
+    over = [(name, layer.rank, min(layer.d_in, layer.d_out)) for name, layer in layers.items()
+            if layer.rank > min(layer.d_in, layer.d_out)]
+    if over:
+        shown = ", ".join(f"{n} (r={r} > {m})" for n, r, m in over[:3])
+        more = f" and {len(over) - 3} more" if len(over) > 3 else ""
+        warnings.warn(f"rank above min(d_in, d_out) in {len(over)} layer(s): {shown}{more}. The update B·A cannot "
+                      f"have a rank above min(d_in, d_out), so the extra ranks only cost parameters; lower the rank "
+                      f"(or set rank_pattern for these layers)", UserWarning, stacklevel=3)
 
 
 def set_submodule(model: nn.Module, name: str, new: nn.Module) -> None:
