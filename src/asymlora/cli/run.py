@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from accelerate import PartialState
+
 from asymlora.cli.options import add_spec_options, apply_threads, print_methods, quiet_libraries, spec_settings
 from asymlora.data.registry import list_tasks
 from asymlora.experiments.methods import METHODS
@@ -21,6 +23,8 @@ examples:
   asymlora run --task trec --method lora --rank 8 --sweep            # lr chosen on validation
   asymlora run --task my.csv --text-column review --label-column stars --method b-only
   asymlora run --list-methods
+  torchrun --nproc_per_node 2 -m asymlora run --task sentiment --method b-only   # DDP, CPU or GPU
+  accelerate launch --multi_gpu --num_processes 2 -m asymlora run ...            # the same (see docs/DISTRIBUTED.md)
 
 The run folder is OUT/<task>/<model>/<method>-r<rank>/seed<seed>/ (config.json, env.json,
 metrics.jsonl, adapter/, result.json). Re-running the same command resumes a killed run from its
@@ -71,7 +75,8 @@ def main(args: argparse.Namespace) -> int:
     except (ValueError, RuntimeError, OSError) as err:
         print(f"asymlora run: {type(err).__name__}: {err}", file=sys.stderr)
         return 1
-    print_result(result, out, spec)
+    if PartialState().is_main_process:  # under torchrun / accelerate launch, the main process prints
+        print_result(result, out, spec)
     return 0
 
 

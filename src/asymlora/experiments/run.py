@@ -75,6 +75,8 @@ def run(spec: RunSpec, out: str | os.PathLike, *, loader: Loader | None = None, 
     if rd.is_done():
         return rd.read_result() or {}
     acc = accelerator or make_accelerator(spec.mixed_precision)
+    if not acc.is_main_process:  # one process speaks for a multi-process run
+        say = lambda _msg: None  # noqa: E731
     with rd.lock(enabled=acc.is_main_process):
         return _run_locked(spec, rd, acc, task=task, loader=loader, progress=progress, callbacks=callbacks, say=say)
 

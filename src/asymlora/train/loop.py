@@ -43,6 +43,7 @@ from transformers import get_linear_schedule_with_warmup
 
 from asymlora.evaluation.predict import gathered_predictions, logits_and_labels
 from asymlora.tasks.protocol import LOWER_IS_BETTER, EvalContext, is_lower_better
+from asymlora.train.launch import make_accelerator
 from asymlora.train.rundir import RunDir
 from asymlora.train.state import Checkpointer, ResumeError, set_rng_state
 
@@ -204,13 +205,6 @@ def default_loss(model: torch.nn.Module, batch: Mapping[str, Any]) -> torch.Tens
     if getattr(out, "loss", None) is None:
         raise ValueError("the model returned no loss: pass labels in the batch, or give train() a loss_fn")
     return out.loss
-
-
-def make_accelerator(mixed_precision: str = "no", cpu: bool = False):
-    """An :class:`accelerate.Accelerator` (one per process is enough; the loop frees its references)."""
-    from accelerate import Accelerator
-
-    return Accelerator(mixed_precision=mixed_precision, cpu=cpu)
 
 
 def trainable_named_parameters(model: torch.nn.Module) -> list[tuple[str, torch.nn.Parameter]]:
