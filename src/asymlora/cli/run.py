@@ -47,6 +47,9 @@ def register(subparsers) -> None:
     p.add_argument("--rank", type=int, default=None, help="adapter rank r (default 8; alpha = 2r)")
     p.add_argument("--seed", type=int, default=None, help="seed of the head, the frozen factor and the data order (default 0)")
     add_spec_options(p, default_out="runs")
+    p.add_argument("--fsdp", action="store_true",
+                   help="shard the model with FSDP2 instead of DDP (under torchrun / accelerate launch --multi_gpu, "
+                        "≥ 2 processes; models with Hugging Face blocks; mixed precision no; see docs/DISTRIBUTED.md)")
     p.set_defaults(func=main)
 
 
@@ -68,7 +71,7 @@ def main(args: argparse.Namespace) -> int:
         return 2
     out = args.out or "runs"
     try:
-        result = run(spec, out, progress=not args.quiet)
+        result = run(spec, out, progress=not args.quiet, fsdp=args.fsdp)
     except (RunConflict, RunBusy) as err:
         print(f"asymlora run: {err}", file=sys.stderr)
         return 2

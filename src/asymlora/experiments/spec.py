@@ -111,12 +111,12 @@ class RunSpec:
             return self.replace(max_length=int(task.default_max_length))
         return self
 
-    def train_config(self, lr: float, *, progress: bool = True) -> TrainConfig:
+    def train_config(self, lr: float, *, progress: bool = True, fsdp: bool = False) -> TrainConfig:
         return TrainConfig(lr=lr, epochs=self.epochs, batch_size=self.batch_size,
                            eval_batch_size=self.eval_batch_size, warmup_ratio=self.warmup_ratio,
                            weight_decay=self.weight_decay, max_grad_norm=self.max_grad_norm, seed=self.seed,
                            select=self.select, checkpoint_every=self.checkpoint_every,
-                           mixed_precision=self.mixed_precision, progress=progress)
+                           mixed_precision=self.mixed_precision, progress=progress, fsdp=fsdp)
 
     @property
     def display(self) -> str:

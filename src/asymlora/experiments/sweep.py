@@ -43,8 +43,10 @@ def pick_lr(trials: Sequence[dict[str, Any]], *, higher: bool = True) -> dict[st
 
 
 def run_trials(spec: RunSpec, rd: RunDir, task: TaskProtocol, loader: Loader, *, accelerator, progress: bool = True,
-               callbacks: Sequence[Callable] = (), echo: Callable[[str], None] = print) -> list[dict[str, Any]]:
-    """Train (or read back, when already finished) one trial per candidate learning rate."""
+               callbacks: Sequence[Callable] = (), echo: Callable[[str], None] = print,
+               fsdp: bool = False) -> list[dict[str, Any]]:
+    """Train (or read back, when already finished) one trial per candidate learning rate (``fsdp``: sharded with
+    FSDP2 instead of DDP, see :mod:`asymlora.train.sharding`)."""
     method = spec.method_obj
     acc = accelerator
     lrs = spec.resolved_lrs()
@@ -57,6 +59,10 @@ def run_trials(spec: RunSpec, rd: RunDir, task: TaskProtocol, loader: Loader, *,
             continue
         loaded = loader.model(spec, task)
         data = loader.data(spec, task, loaded.preprocessor)
+        if fsdp and getattr(data.validation, "generate", False):  # a SummaryDataset that generates (select_on ROUGE)
+            raise ValueError("fsdp: this task validates by generating, and generation runs a different number of "
+                             "forward passes in each process, which FSDP's collectives cannot follow; select on the "
+                             "loss (the task's default) or train with DDP")
         targets = spec.targets or tuple(default_targets(loaded.model))
         base_params = sum(p.numel() for p in loaded.model.parameters())
         model = method.setup(loaded.model, rank=spec.rank, seed=spec.seed, targets=targets, head=loaded.head_modules)
@@ -68,7 +74,7 @@ def run_trials(spec: RunSpec, rd: RunDir, task: TaskProtocol, loader: Loader, *,
         ctx = EvalContext(acc, batch_size=spec.eval_batch_size, progress=progress, desc=f"{tag} validation")
         evaluate_fn = lambda m: task.evaluate(m, data.validation, ctx).metrics  # noqa: E731
         if method.trains:
-            outcome = train(model, data.train, data.validation, spec.train_config(lr, progress=progress),
+            outcome = train(model, data.train, data.validation, spec.train_config(lr, progress=progress, fsdp=fsdp),
                             evaluate_fn=evaluate_fn, primary_metric=task.selection_metric,
                             higher_is_better=task.selection_higher_is_better, collate_fn=task.collator(data.train),
                             loss_fn=task.loss, run_dir=td, accelerator=acc, callbacks=callbacks, desc=tag)

@@ -26,8 +26,9 @@ training, so its logits carry bf16 round-off (≈2e-3 on a tiny Llama) that the 
 fp32, does not. The folder is exact: it matches ``trainer.accelerator.unwrap_model(model,
 keep_fp32_wrapper=False)`` bit for bit, and the wrapped model under the same autocast.
 
-Not done yet: under FSDP (sharded parameters) the adapter folder would need the full tensors gathered; the
-callback does not gather them and is not tested under FSDP.
+Not done: under the Trainer's FSDP (sharded parameters) the adapter folder would need the full tensors gathered;
+the callback does not gather them and is not tested under FSDP (asymlora's own loop does FSDP2: ``asymlora run
+--fsdp``, docs/DISTRIBUTED.md).
 """
 
 from __future__ import annotations

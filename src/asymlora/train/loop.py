@@ -1,7 +1,9 @@
 """One training loop for every method, on Hugging Face Accelerate.
 
-Single process on CPU by default; unchanged under ``accelerate launch`` (DDP, several GPUs or nodes)
-and on a GPU (``mixed_precision="bf16"`` etc.). What it does, in order:
+Single process on CPU by default; unchanged under ``torchrun`` / ``accelerate launch`` (DDP, several CPU processes,
+GPUs or nodes: docs/DISTRIBUTED.md) and on a GPU (``mixed_precision="bf16"`` etc.); with ``fsdp=True`` the model is
+sharded with FSDP2 instead of wrapped in DDP (:mod:`asymlora.train.sharding`; checkpoints hold whole tensors, and the
+model is left whole at the end). What it does, in order:
 
 * AdamW over the parameters with ``requires_grad`` only (adapters' trainable factors, the head, or the
   whole model for full fine-tuning); a frozen factor is a buffer and never reaches the optimizer;
@@ -45,6 +47,14 @@ from asymlora.evaluation.predict import gathered_predictions, logits_and_labels
 from asymlora.tasks.protocol import LOWER_IS_BETTER, EvalContext, is_lower_better
 from asymlora.train.launch import make_accelerator
 from asymlora.train.rundir import RunDir
+from asymlora.train.sharding import (
+    full_optimizer_state,
+    full_tensor,
+    load_full,
+    load_optimizer_state,
+    shard_model,
+    unshard_in_place,
+)
 from asymlora.train.state import Checkpointer, ResumeError, set_rng_state
 
 __all__ = ["TrainConfig", "TrainOutcome", "EpochSampler", "train", "evaluate", "default_loss", "default_predict",
@@ -76,6 +86,7 @@ class TrainConfig:
     mixed_precision: str = "no"
     group_by_length: bool = True  # batch examples of similar length (when the dataset has ``lengths``)
     progress: bool = True
+    fsdp: bool = False  # shard the model with FSDP2 instead of DDP (≥ 2 processes; see asymlora.train.sharding)
 
     def __post_init__(self) -> None:
         self.adam_betas = tuple(self.adam_betas)  # type: ignore[assignment]
@@ -97,6 +108,9 @@ class TrainConfig:
             raise ValueError(f"checkpoint_every must be ≥ 0 (0: only at epoch ends), got {self.checkpoint_every}")
         if self.mixed_precision not in MIXED_PRECISION:
             raise ValueError(f"mixed_precision must be one of {MIXED_PRECISION}, got {self.mixed_precision!r}")
+        if self.fsdp and self.mixed_precision != "no":
+            raise ValueError("fsdp=True trains in the model's own dtype (mixed_precision='no'); mixed precision under "
+                             "FSDP is not supported yet")
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -212,8 +226,8 @@ def trainable_named_parameters(model: torch.nn.Module) -> list[tuple[str, torch.
 
 
 def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """CPU copies of the trainable parameters, by name."""
-    return {n: p.detach().to("cpu", copy=True) for n, p in trainable_named_parameters(model)}
+    """CPU copies of the trainable parameters, by name; whole tensors of a sharded model (collective then)."""
+    return {n: full_tensor(p.detach()).to("cpu", copy=True) for n, p in trainable_named_parameters(model)}
 
 
 def load_trainable_state(model: torch.nn.Module, state: Mapping[str, torch.Tensor]) -> None:
@@ -223,11 +237,10 @@ def load_trainable_state(model: torch.nn.Module, state: Mapping[str, torch.Tenso
         raise ResumeError(f"the saved trainable parameters do not match this model (missing {missing[:3]}, "
                           f"unexpected {extra[:3]}): was the run's method or model changed? Delete the run "
                           "folder to start afresh")
-    with torch.no_grad():
-        for n, p in params.items():
-            if p.shape != state[n].shape:
-                raise ResumeError(f"{n}: saved shape {tuple(state[n].shape)} ≠ model shape {tuple(p.shape)}")
-            p.copy_(state[n].to(p.device, p.dtype))
+    for n, p in params.items():
+        if p.shape != state[n].shape:
+            raise ResumeError(f"{n}: saved shape {tuple(state[n].shape)} ≠ model shape {tuple(p.shape)}")
+        load_full(p, state[n])
 
 
 def _progress(total: int, initial: int, desc: str, enabled: bool, leave: bool = True):
@@ -274,6 +287,11 @@ def train(model: torch.nn.Module, train_data: Dataset, val_data: Dataset, config
     ckpt = (Checkpointer(rd.checkpoint, process_index=acc.process_index, num_processes=acc.num_processes,
                          is_main=acc.is_main_process) if rd is not None else None)
     show = config.progress and acc.is_local_main_process
+    if config.fsdp:
+        if acc.num_processes < 2:
+            raise ValueError("fsdp=True shards the model across processes: launch with torchrun --nproc_per_node N "
+                             "(or accelerate launch --multi_gpu --num_processes N), N ≥ 2")
+        shard_model(model, acc.device)
 
     named = trainable_named_parameters(model)
     if not named:
@@ -291,7 +309,11 @@ def train(model: torch.nn.Module, train_data: Dataset, val_data: Dataset, config
     sampler = EpochSampler(len(train_data), config.seed, lengths=lengths, batch_size=config.batch_size)
     train_loader = DataLoader(train_data, batch_size=config.batch_size, sampler=sampler, collate_fn=collate_fn,
                               generator=torch.Generator().manual_seed(config.seed))
-    model_p, optimizer, train_loader = acc.prepare(model, optimizer, train_loader)
+    if config.fsdp:  # already sharded: Accelerate must not wrap it in DDP as well
+        model_p = model
+        optimizer, train_loader = acc.prepare(optimizer, train_loader)
+    else:
+        model_p, optimizer, train_loader = acc.prepare(model, optimizer, train_loader)
     steps_per_epoch = len(train_loader)
     total_steps = steps_per_epoch * config.epochs
     scheduler = get_linear_schedule_with_warmup(optimizer, math.ceil(config.warmup_ratio * total_steps), total_steps)
@@ -309,8 +331,14 @@ def train(model: torch.nn.Module, train_data: Dataset, val_data: Dataset, config
             raise ResumeError(f"the checkpoint in {ckpt.folder} is for {state['epochs']} epochs of "
                               f"{state['steps_per_epoch']} steps, this run has {config.epochs} × {steps_per_epoch}: "
                               "the data or settings changed. Delete the run folder to start afresh")
+        if bool(state.get("fsdp", False)) != config.fsdp:
+            raise ResumeError(f"the checkpoint in {ckpt.folder} was written with fsdp={state.get('fsdp', False)}, this "
+                              f"run has fsdp={config.fsdp}: resume it as it was started, or delete the run folder")
         load_trainable_state(acc.unwrap_model(model_p), state["model"])
-        optimizer.load_state_dict(state["optimizer"])
+        if config.fsdp:
+            load_optimizer_state(model_p, optimizer.optimizer, state["optimizer"])
+        else:
+            optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         epoch, batches_done, step = state["epoch"], state["batches_done"], state["step"]
         loss_sum, loss_count, elapsed_before = proc["loss_sum"], proc["loss_count"], state["elapsed"]
@@ -335,7 +363,8 @@ def train(model: torch.nn.Module, train_data: Dataset, val_data: Dataset, config
                                  "loss_count": 0 if at_epoch_end else loss_count})
         acc.wait_for_everyone()
         ckpt.save_main(step, {
-            "model": trainable_state(acc.unwrap_model(model_p)), "optimizer": optimizer.state_dict(),
+            "model": trainable_state(acc.unwrap_model(model_p)), "fsdp": config.fsdp,
+            "optimizer": full_optimizer_state(model_p, optimizer.optimizer) if config.fsdp else optimizer.state_dict(),
             "scheduler": scheduler.state_dict(), "epoch": epoch + (1 if at_epoch_end else 0),
             "batches_done": 0 if at_epoch_end else batches_done, "steps_per_epoch": steps_per_epoch,
             "epochs": config.epochs, "elapsed": elapsed(), "history": history,
@@ -418,6 +447,8 @@ def train(model: torch.nn.Module, train_data: Dataset, val_data: Dataset, config
         selected = best["epoch"]
     else:
         selected = len(history)
+    if config.fsdp:
+        unshard_in_place(unwrapped)  # whole parameters again: the main process alone may save or run the model
     val_metrics = dict(history[selected - 1]["val"]) if history else {}
     outcome = TrainOutcome(history=history, selected_epoch=selected, best_epoch=best["epoch"] or selected,
                            val_metrics=val_metrics, primary_metric=primary_metric, steps=step,
