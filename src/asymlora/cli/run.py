@@ -16,6 +16,7 @@ from asymlora.experiments.methods import METHODS
 from asymlora.experiments.run import run
 from asymlora.experiments.spec import RunConflict, RunSpec
 from asymlora.train.rundir import RunBusy
+from asymlora.train.tracking import check_trackers
 
 EPILOG = """\
 examples:
@@ -50,6 +51,10 @@ def register(subparsers) -> None:
     p.add_argument("--fsdp", action="store_true",
                    help="shard the model with FSDP2 instead of DDP (under torchrun / accelerate launch --multi_gpu, "
                         "≥ 2 processes; models with Hugging Face blocks; mixed precision no; see docs/DISTRIBUTED.md)")
+    p.add_argument("--report-to", nargs="+", metavar="TRACKER", default=(),
+                   help="log training loss, learning rate and validation metrics to Accelerate trackers: tensorboard, "
+                        "wandb, mlflow, ... or all (installed ones); files under RUN/logs/ (default: none; "
+                        "pip install 'asymlora[tracking]' for TensorBoard)")
     p.set_defaults(func=main)
 
 
@@ -66,12 +71,13 @@ def main(args: argparse.Namespace) -> int:
             if getattr(args, key) is not None:
                 settings[key] = getattr(args, key)
         spec = RunSpec(**settings)
+        check_trackers(args.report_to)
     except (TypeError, ValueError) as err:
         print(f"asymlora run: {err}", file=sys.stderr)
         return 2
     out = args.out or "runs"
     try:
-        result = run(spec, out, progress=not args.quiet, fsdp=args.fsdp)
+        result = run(spec, out, progress=not args.quiet, fsdp=args.fsdp, report_to=args.report_to)
     except (RunConflict, RunBusy) as err:
         print(f"asymlora run: {err}", file=sys.stderr)
         return 2

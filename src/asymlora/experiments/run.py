@@ -60,13 +60,14 @@ def check_conflict(rd: RunDir, spec: RunSpec) -> None:
 
 def run(spec: RunSpec, out: str | os.PathLike, *, loader: Loader | None = None, accelerator=None,
         progress: bool = True, callbacks: Sequence[Callable] = (),
-        echo: Callable[[str], None] | None = print, fsdp: bool = False) -> dict[str, Any]:
+        echo: Callable[[str], None] | None = print, fsdp: bool = False, report_to: Sequence[str] = ()) -> dict[str, Any]:
     """Do (or finish, or skip if done) one run under ``out``; returns its ``result.json`` content.
 
     ``loader`` holds the tasks, base models and encoded splits this process has loaded (a grid passes one for
     all its runs; default: a new one). Raises :class:`RunConflict` if the folder holds a run with other
     settings and :class:`~asymlora.train.rundir.RunBusy` if another live process is running it. ``fsdp`` trains
-    with FSDP2 instead of DDP (≥ 2 processes; not a setting of the run: the numbers agree within round-off)."""
+    with FSDP2 instead of DDP (≥ 2 processes; not a setting of the run: the numbers agree within round-off);
+    ``report_to`` names Accelerate trackers (e.g. ``("tensorboard",)``) that log under ``RUN/logs/``."""
     say = echo or (lambda _msg: None)
     loader = loader or Loader()
     task = loader.task(spec)
@@ -80,11 +81,11 @@ def run(spec: RunSpec, out: str | os.PathLike, *, loader: Loader | None = None, 
         say = lambda _msg: None  # noqa: E731
     with rd.lock(enabled=acc.is_main_process):
         return _run_locked(spec, rd, acc, task=task, loader=loader, progress=progress, callbacks=callbacks, say=say,
-                           fsdp=fsdp)
+                           fsdp=fsdp, report_to=report_to)
 
 
 def _run_locked(spec: RunSpec, rd: RunDir, acc, *, task: TaskProtocol, loader: Loader, progress: bool, callbacks,
-                say, fsdp: bool = False) -> dict[str, Any]:
+                say, fsdp: bool = False, report_to: Sequence[str] = ()) -> dict[str, Any]:
     if rd.is_done():  # finished by another process while this one waited
         return rd.read_result() or {}
     started = time.monotonic()
@@ -98,7 +99,7 @@ def _run_locked(spec: RunSpec, rd: RunDir, acc, *, task: TaskProtocol, loader: L
     acc.wait_for_everyone()
 
     trials = run_trials(spec, rd, task, loader, accelerator=acc, progress=progress, callbacks=callbacks, echo=say,
-                        fsdp=fsdp)
+                        fsdp=fsdp, report_to=report_to)
     chosen = pick_lr(trials, higher=task.selection_higher_is_better)
     trial_dir = rd.path / "trials" / trial_dirname(chosen["lr"])
 

@@ -25,6 +25,7 @@ from asymlora.tasks.protocol import EvalContext, TaskProtocol
 from asymlora.train.loop import evaluate_untrained, train
 from asymlora.train.rundir import RunDir, dir_bytes
 from asymlora.train.state import Checkpointer
+from asymlora.train.tracking import TrackerCallback
 
 TRIAL = "trial.json"
 
@@ -44,9 +45,10 @@ def pick_lr(trials: Sequence[dict[str, Any]], *, higher: bool = True) -> dict[st
 
 def run_trials(spec: RunSpec, rd: RunDir, task: TaskProtocol, loader: Loader, *, accelerator, progress: bool = True,
                callbacks: Sequence[Callable] = (), echo: Callable[[str], None] = print,
-               fsdp: bool = False) -> list[dict[str, Any]]:
+               fsdp: bool = False, report_to: Sequence[str] = ()) -> list[dict[str, Any]]:
     """Train (or read back, when already finished) one trial per candidate learning rate (``fsdp``: sharded with
-    FSDP2 instead of DDP, see :mod:`asymlora.train.sharding`)."""
+    FSDP2 instead of DDP, see :mod:`asymlora.train.sharding`; ``report_to``: Accelerate trackers, logging under
+    ``RUN/logs/lr-<lr>/``, see :mod:`asymlora.train.tracking`)."""
     method = spec.method_obj
     acc = accelerator
     lrs = spec.resolved_lrs()
@@ -73,11 +75,16 @@ def run_trials(spec: RunSpec, rd: RunDir, task: TaskProtocol, loader: Loader, *,
         tag = f"{spec.display} lr={lr:g}" + (f" [{i + 1}/{len(lrs)}]" if len(lrs) > 1 else "")
         ctx = EvalContext(acc, batch_size=spec.eval_batch_size, progress=progress, desc=f"{tag} validation")
         evaluate_fn = lambda m: task.evaluate(m, data.validation, ctx).metrics  # noqa: E731
+        tracker = TrackerCallback(report_to, logging_dir=rd.path / "logs", run_name=trial_dirname(lr),
+                                  config={**spec.to_dict(), "lr": lr}) if method.trains and report_to else None
         if method.trains:
             outcome = train(model, data.train, data.validation, spec.train_config(lr, progress=progress, fsdp=fsdp),
                             evaluate_fn=evaluate_fn, primary_metric=task.selection_metric,
                             higher_is_better=task.selection_higher_is_better, collate_fn=task.collator(data.train),
-                            loss_fn=task.loss, run_dir=td, accelerator=acc, callbacks=callbacks, desc=tag)
+                            loss_fn=task.loss, run_dir=td, accelerator=acc,
+                            callbacks=[*callbacks, *([tracker] if tracker else [])], desc=tag)
+            if tracker:
+                tracker.finish()
         else:
             outcome = evaluate_untrained(model, evaluate_fn, primary_metric=task.selection_metric, run_dir=td,
                                          accelerator=acc)
