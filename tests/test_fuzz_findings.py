@@ -6,6 +6,7 @@ import pytest
 import torch
 from fuzz.edit import as_peft_native, edit_config, rewrite_tensors
 from fuzz.models import TARGETS, build
+from fuzz.runner import run
 from fuzz.worker import same_state, state
 
 import asymlora
@@ -59,3 +60,11 @@ def test_a_peft_file_in_one_other_dtype_still_loads(tmp_path):
     rewrite_tensors(folder, lambda t: t.update({k: v.to(torch.bfloat16) for k, v in t.items() if "lora_" in k}))
     model = asymlora.import_peft(build("net"), folder)
     assert len(list(asymlora.adapted_layers(model))) == 4
+
+
+@pytest.mark.parametrize("index", [2737, 9468])
+def test_a_dtype_field_that_is_a_list_or_object_is_a_clean_error(tmp_path, index):
+    """Found by ``python -m fuzz --cases 10000 --seed 1``: a re-signed ``dtype`` of ``[[["deep"]]]`` or
+    ``{"zz": 1}`` (a factor's, a train parameter's) raised a raw ``TypeError: unhashable type``."""
+    report = run(1, seed=1, start=index, work=tmp_path)
+    assert report.counts["clean-error"] == 1, report.defects

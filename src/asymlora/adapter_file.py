@@ -422,6 +422,11 @@ def header_metadata(data: bytes, where: Path) -> dict[str, str]:
 
 # ---- fields ---------------------------------------------------------------------------------------------
 
+def _is_dtype(value: Any) -> bool:
+    """Whether a config field names one of the safetensors dtypes (a list or dict there is not hashable)."""
+    return isinstance(value, str) and value in DTYPES
+
+
 def _config(meta: dict[str, Any], where: str) -> AdapterConfig:
     try:
         return AdapterConfig.from_dict(meta["config"])
@@ -450,7 +455,7 @@ def _train_params(meta: dict[str, Any], modules: tuple[str, ...], where: str) ->
     for pname, info in params.items():
         if not in_modules(pname, modules):
             raise CheckpointError(f"{where}: train parameter {pname!r} belongs to none of the train modules {list(modules)}")
-        if (not isinstance(info, dict) or set(info) != {"dtype", "shape"} or info["dtype"] not in DTYPES
+        if (not isinstance(info, dict) or set(info) != {"dtype", "shape"} or not _is_dtype(info["dtype"])
                 or not isinstance(info["shape"], list) or len(info["shape"]) > 8
                 or not all(_is_int(v) and 0 <= v <= MAX_DIM for v in info["shape"])):
             raise CheckpointError(f"{where}: train parameter {pname!r} must be described as "
@@ -534,7 +539,7 @@ def _factor_entry(where: str, raw: Any, layer: str, which: str, config: AdapterC
         raise CheckpointError(f"{where}: not stored, but {why}, so its values can only come from the tensor file; "
                               "the config was edited — re-save the adapter")
     dtype = raw.get("dtype")
-    if version >= 3 and stored != (dtype is not None) or dtype is not None and dtype not in DTYPES:
+    if version >= 3 and stored != (dtype is not None) or dtype is not None and not _is_dtype(dtype):
         raise CheckpointError(f"{where}: a stored factor names its dtype (one of {sorted(DTYPES)}) and a regenerated "
                               f"one does not; got stored={stored}, dtype={dtype!r}")
     return FactorEntry(policy.init, policy.trainable, stored, seed, regenerable, dtype)
