@@ -364,10 +364,10 @@ def test_load_model_from_local_folder(tmp_path, tokenizer):
     BertModel(_tiny(BertConfig, vocab_size=len(tokenizer))).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     task = Task("t", "classification", {"train": [], "validation": [], "test": []}, label_names=("a", "b", "c"))
-    import os
-    before = os.environ.get("HF_HUB_OFFLINE")
+    from huggingface_hub import is_offline_mode
+    before = is_offline_mode()
     model, tok = load_model(str(folder), task, seed=0)
-    assert os.environ.get("HF_HUB_OFFLINE") == before  # set only for the duration of the local load
+    assert is_offline_mode() == before  # offline only for the duration of the local load
     assert model.config.num_labels == 3 and model.config.id2label == {0: "a", 1: "b", 2: "c"}
     assert model.config.problem_type == "single_label_classification"
     again, _ = load_model(str(folder), task, seed=0)
@@ -380,3 +380,16 @@ def test_load_model_from_local_folder(tmp_path, tokenizer):
         load_model(str(tmp_path))
     with pytest.raises(ModelError, match="head"):
         load_model(str(folder), kind="generation")
+
+
+def test_offline_mode_reaches_an_already_imported_huggingface_hub():
+    """huggingface_hub reads HF_HUB_OFFLINE once, at import; a local load must still be offline (issue 12)."""
+    from huggingface_hub import is_offline_mode
+    from asymlora.models.registry import _hub_offline
+    before = is_offline_mode()
+    with _hub_offline():
+        assert is_offline_mode() is True
+        with _hub_offline():
+            assert is_offline_mode() is True
+        assert is_offline_mode() is True
+    assert is_offline_mode() == before

@@ -34,12 +34,13 @@ from transformers import (BartConfig, BartForConditionalGeneration, BertConfig, 
 from transformers.modeling_outputs import ImageClassifierOutput
 
 from asymlora.data import Example, Task
+from asymlora.data.instructions import InstructionRecord
 from asymlora.data.summaries import SummaryPair, split_pairs
 from asymlora.evaluation.generate import GenerationSettings
 from asymlora.experiments import Loader
 from asymlora.models.heads import LoadedModel
 from asymlora.models.image_transform import ImageTransform
-from asymlora.tasks.causal_lm import PromptResponse, PromptResponseTask
+from asymlora.tasks.causal_lm import PromptResponseTask
 from asymlora.tasks.image import ImageSet, ImageTask
 from asymlora.tasks.summarisation import SummarisationTask
 
@@ -172,13 +173,13 @@ def lm_tokenizer() -> PreTrainedTokenizerFast:
     return t
 
 
-def instruction_records() -> list[PromptResponse]:
+def instruction_records() -> list[InstructionRecord]:
     """"opposite of W" → its opposite and "repeat W" → W, for each of the 14 words, in both directions."""
     recs = []
     for a, b in OPPOSITES:
         for w, o in ((a, b), (b, a)):
-            recs.append(PromptResponse(f"opposite of {w}", o, uid=f"opp-{w}"))
-            recs.append(PromptResponse(f"repeat {w}", w, uid=f"rep-{w}"))
+            recs.append(InstructionRecord(f"opposite of {w}", "", o, uid=f"opp-{w}"))
+            recs.append(InstructionRecord(f"repeat {w}", "", w, uid=f"rep-{w}"))
     return recs
 
 

@@ -42,11 +42,14 @@ __all__ = ["InstructionRecord", "natural_instruction_subtasks", "load_natural_in
 
 @dataclass(frozen=True)
 class InstructionRecord:
+    """One instruction-tuning record — instruction, optional input (context), response — and where it came from;
+    the record type of every prompt → response task (:class:`~asymlora.tasks.causal_lm.PromptResponseTask`)."""
+
     instruction: str
     input: str
     response: str
-    uid: str
-    source: str
+    uid: str = ""  # source id or file line
+    source: str = ""  # package==version:path or file path
 
     # the fields split_examples and dedupe key on
     @property

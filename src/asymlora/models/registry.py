@@ -22,7 +22,7 @@ without a task builds a sequence classifier. Built-in names (:data:`MODELS`):
 
 Every built-in name resolves to a verified Hugging Face folder in the cache, so built-in, local and hub models
 go through the same ``from_pretrained``. Anything else is a local folder (loaded with ``local_files_only`` and
-``HF_HUB_OFFLINE=1`` for the duration of the load) or a hub name such as ``roberta-large`` for users with the
+Hugging Face's offline mode on for the duration of the load) or a hub name such as ``roberta-large`` for users with the
 internet. A hub name fails at once, with a clear :class:`ModelError`, when ``ASYMLORA_OFFLINE`` /
 ``HF_HUB_OFFLINE`` is set or the hub cannot be reached (instead of retrying for about a minute).
 """
@@ -38,6 +38,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import torch.nn as nn
+from huggingface_hub import constants as hub_constants
+from huggingface_hub import try_to_load_from_cache
 
 from asymlora.layers import is_hf_conv1d
 from asymlora.models.dinov2_onnx import dinov2_s_folder
@@ -125,17 +127,16 @@ def default_targets(model: Any) -> tuple[str, ...]:
 
 @contextlib.contextmanager
 def _hub_offline() -> Iterator[None]:
-    keys = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
-    old = {k: os.environ.get(k) for k in keys}
-    os.environ.update(dict.fromkeys(keys, "1"))
+    """Hugging Face's offline mode for the duration of a local folder's load. huggingface_hub reads
+    ``HF_HUB_OFFLINE`` once, when it is imported, into ``huggingface_hub.constants.HF_HUB_OFFLINE`` (what its
+    and transformers' ``is_offline_mode()`` return), so setting the environment variable later does nothing:
+    the constant itself is set here, and restored after."""
+    previous = hub_constants.HF_HUB_OFFLINE
+    hub_constants.HF_HUB_OFFLINE = True
     try:
         yield
     finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+        hub_constants.HF_HUB_OFFLINE = previous
 
 
 def offline_requested() -> bool:
@@ -154,10 +155,6 @@ def hub_reachable(timeout: float = 3.0) -> bool:
 
 def _in_hub_cache(name: str) -> bool:
     """Whether the hub cache already holds ``name`` (then transformers can load it offline)."""
-    try:
-        from huggingface_hub import try_to_load_from_cache
-    except ImportError:  # pragma: no cover - transformers depends on huggingface_hub
-        return False
     return isinstance(try_to_load_from_cache(name, "config.json"), str)
 
 

@@ -1,6 +1,7 @@
 """Prompt → response tasks for a causal LM (instruction tuning, and the base of other generation tasks).
 
-Records are :class:`PromptResponse` (an instruction, an optional input, the response). A split is encoded
+Records are :class:`~asymlora.data.instructions.InstructionRecord` (an instruction, an optional input, the
+response). A split is encoded
 with :func:`asymlora.tasks.lm_format.encode_prompt_response` — the tokenizer's chat template when it has one,
 else the Alpaca template; labels −100 on the prompt, so training minimises
 
@@ -20,25 +21,12 @@ from typing import Any, Sequence
 
 from torch.utils.data import Dataset
 
+from asymlora.data.instructions import InstructionRecord
 from asymlora.evaluation.predict import lm_loss_and_accuracy
 from asymlora.tasks.lm_format import PromptParts, encode_prompt_response, pad_batch, pad_token_id_of
 from asymlora.tasks.protocol import EvalContext, Evaluation, Limits, SplitsMixin, TaskProtocol, fingerprint_of, subset
 
 DEFAULT_MAX_LENGTH = 256
-
-
-@dataclass(frozen=True)
-class PromptResponse:
-    """One instruction-tuning record: instruction, optional input (context), response."""
-
-    instruction: str
-    response: str
-    input: str = ""
-    uid: str = ""  # where it came from (source id or file line)
-
-    @property
-    def parts(self) -> PromptParts:
-        return PromptParts(self.instruction, self.input)
 
 
 class LMDataset(Dataset):
@@ -60,11 +48,11 @@ class LMDataset(Dataset):
         return pad_batch(items, self.pad_token_id)
 
 
-def encode_records(records: Sequence[PromptResponse], tokenizer: Any, max_length: int) -> LMDataset:
+def encode_records(records: Sequence[InstructionRecord], tokenizer: Any, max_length: int) -> LMDataset:
     """Encode prompt → response records (see the module doc)."""
     items, dropped = [], 0
     for rec in records:
-        enc = encode_prompt_response(tokenizer, rec.parts, rec.response, max_length=max_length)
+        enc = encode_prompt_response(tokenizer, PromptParts(rec.instruction, rec.input), rec.response, max_length=max_length)
         if enc is None:
             dropped += 1
         else:
@@ -74,11 +62,11 @@ def encode_records(records: Sequence[PromptResponse], tokenizer: Any, max_length
 
 @dataclass
 class PromptResponseTask(SplitsMixin, TaskProtocol):
-    """Fixed splits of :class:`PromptResponse` records, trained and scored by the response-only LM loss."""
+    """Fixed splits of :class:`~asymlora.data.instructions.InstructionRecord` records, trained and scored by the response-only LM loss."""
 
     name: str
-    splits: dict[str, list[PromptResponse]]
-    extra_test_sets: dict[str, list[PromptResponse]] = field(default_factory=dict)
+    splits: dict[str, list[InstructionRecord]]
+    extra_test_sets: dict[str, list[InstructionRecord]] = field(default_factory=dict)
     source: str = ""
     description: str = ""
 

@@ -1,6 +1,6 @@
 r"""Instruction tuning scored zero-shot on MMLU: the paper's Table 8 as a task of the common pipeline.
 
-Train and validation are prompt → response records (:class:`~asymlora.tasks.causal_lm.PromptResponse`),
+Train and validation are prompt → response records (:class:`~asymlora.data.instructions.InstructionRecord`),
 trained by the response-only loss; the learning rate and epoch are chosen on the validation **loss**, never on
 MMLU. The test split is a fixed set of MMLU questions (:func:`asymlora.data.mmlu.subset`, the same questions
 for every method and seed), scored by :func:`asymlora.evaluation.mmlu.score_mmlu` with each of ``scorers``.
@@ -38,7 +38,7 @@ from asymlora.data.mmlu import subset as mmlu_subset
 from asymlora.data.task import DataError, task_option
 from asymlora.evaluation.mmlu import SCORERS, category_key, flat_metrics, score_mmlu, summarise
 from asymlora.sources.pins import FOLDERS
-from asymlora.tasks.causal_lm import PromptResponse, PromptResponseTask
+from asymlora.tasks.causal_lm import PromptResponseTask
 from asymlora.tasks.protocol import EvalContext, Evaluation, Limits, fingerprint_of, subset
 
 MMLU_BATCH = 8  # prompts per forward pass when scoring (their logits over the vocabulary are kept)
@@ -112,11 +112,6 @@ class InstructionMMLUTask(PromptResponseTask):
                 "fingerprint": fingerprint_of({**train, "test": test})}
 
 
-def to_prompt_response(records: Sequence[Any]) -> list[PromptResponse]:
-    """Instruction records (anything with instruction / input / response / uid) as :class:`PromptResponse`."""
-    return [PromptResponse(r.instruction, r.response, input=r.input, uid=r.uid) for r in records]
-
-
 # --- loaders (the registry's ``natural-instructions`` and instruction files, task_kind=instructions) ------------
 
 def _scorers(value: Any) -> tuple[str, ...]:
@@ -149,7 +144,7 @@ def instruction_mmlu_task(name: str, records: Sequence[Any], *, source: str, per
         description=description or f"{name}: {len(parts['train'])} train / {len(parts['validation'])} validation "
                                    f"instructions ({len({u for u, _ in hits})} dropped for MMLU overlap); "
                                    f"MMLU test {len(test)} questions",
-        splits={"train": to_prompt_response(parts["train"]), "validation": to_prompt_response(parts["validation"]),
+        splits={"train": parts["train"], "validation": parts["validation"],
                 "test": test})
 
 
