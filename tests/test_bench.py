@@ -154,7 +154,7 @@ def test_cli_prints_one_ratio_table_and_writes_the_record(tmp_path, capsys):
     assert header in lines
     table = [ln for ln in lines[lines.index(header) + 2:] if ln.startswith("| ")]
     sections = {ln.split(" | ")[1] for ln in table[:60] if ln.split(" | ")[0].strip("| ").isdigit()}
-    assert sections == {"saved", "step", "file", "merged", "combine", "multi"}
+    assert sections == {"saved", "step", "file", "merged", "combine", "multi", "serve"}
     assert any(ln.startswith("Targets: ") and " held" in ln for ln in lines)
     record = json.loads(path.read_text())
     assert {"machine", "versions", "commit", "date", "settings", "rows", "details"} <= set(record)

@@ -5,10 +5,10 @@ import copy
 import pytest
 import torch
 import torch.nn as nn
+from conftest import TinyNet, randomize_factors, tiny_gpt2
 
 import asymlora
 from asymlora.serving import MultiAdapterLayer, ServingError, load_many
-from conftest import TinyNet, randomize_factors, tiny_gpt2
 
 
 def _tiny_llama():
@@ -146,13 +146,79 @@ def test_conv_and_conv1d_layers(tmp_path):
             assert torch.allclose(out[r], single(ids).logits[r], rtol=1e-5, atol=1e-6)
 
 
+@pytest.fixture(scope="module")
+def distinct_a_adapters(tmp_path_factory, llama_adapters):
+    """Adapters with other A's: B-only of two other seeds (one of them twice) and a LoRA that trained A."""
+    base, shared = llama_adapters
+    tmp = tmp_path_factory.mktemp("distinct")
+    dirs = [shared[0]]
+    for i, (preset, seed) in enumerate([("b-only", 11), ("b-only", 12), ("b-only", 11), ("lora", 5)]):
+        model = copy.deepcopy(base)
+        asymlora.inject(model, asymlora.AdapterConfig.preset(preset, rank=4, alpha=8.0, seed=seed))
+        randomize_factors(model, seed=60 + i, scale=0.3)
+        dirs.append(asymlora.save_adapter(model, tmp / f"d{i}"))
+    return base, dirs
+
+
+@pytest.mark.parametrize("mode", ["auto", "gathered", "grouped"])
+def test_adapters_with_different_a_equal_one_adapter_at_a_time(distinct_a_adapters, mode):
+    base, dirs = distinct_a_adapters
+    ids = torch.randint(0, 64, (7, 9), generator=torch.Generator().manual_seed(5))
+    rows = [3, 0, 4, None, 1, 2, 3]
+    multi = load_many(copy.deepcopy(base), dirs, mode=mode)
+    with torch.no_grad():
+        out = multi(input_ids=ids, adapter_ids=rows).logits
+    ref = _one_at_a_time(base, dirs, ids, rows)
+    assert torch.allclose(out, ref, rtol=1e-5, atol=1e-6)
+    assert torch.equal(out[3], ref[3])  # the base row: exactly the base model
+    with torch.no_grad():  # a whole batch on one adapter whose A is not the first: still bit for bit
+        assert torch.equal(multi(input_ids=ids, adapter_ids=[4] * 7).logits, _one_at_a_time(base, dirs, ids, [4] * 7))
+    # with autograd on, the expansion is not added into the base output in place: the same values
+    assert torch.allclose(multi(input_ids=ids, adapter_ids=rows).logits.detach(), out, rtol=1e-6, atol=1e-7)
+
+
+def test_each_distinct_a_is_kept_once_and_projected_in_one_product(distinct_a_adapters, monkeypatch):
+    base, dirs = distinct_a_adapters
+    multi = load_many(copy.deepcopy(base), dirs)
+    for _, layer in multi.layers():
+        # seeds 5, 11, 12, 11 and a LoRA: four distinct A's, the second seed-11 adapter points at the first
+        assert layer.num_distinct_a == 4 and layer.a_index.tolist() == [0, 1, 2, 1, 3, 0]
+        assert tuple(layer.lora_As.shape) == (4, 4, layer.layout.d_in)
+        with pytest.raises(ServingError, match="different A"):
+            layer.lora_A
+    layer = next(m for _, m in multi.layers())
+    calls = []
+    for name in ("project", "project_rows"):
+        real = getattr(layer.layout, name)
+        monkeypatch.setattr(layer.layout, name, lambda x, a, real=real, name=name: calls.append(name) or real(x, a))
+    ids = torch.randint(0, 64, (4, 5), generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        multi(input_ids=ids, adapter_ids=[0, 1, 4, 3])
+    assert calls == ["project_rows"]  # one batched product for four rows and their three different A's
+
+
+def test_distinct_matrices_hashes_bit_identical_and_tolerates_on_request():
+    from asymlora.serving import distinct_matrices
+
+    a = torch.randn(3, 5)
+    reps, index = distinct_matrices([a, a.clone(), a + 1e-7, -a])
+    assert len(reps) == 3 and index == [0, 0, 1, 2]
+    reps, index = distinct_matrices([a, a.clone(), a + 1e-7, -a], tolerance=1e-5)
+    assert len(reps) == 2 and index == [0, 0, 0, 1]
+
+
 def test_refusals_and_bad_ids(llama_adapters, tmp_path):
     base, dirs = llama_adapters
     other = copy.deepcopy(base)
-    asymlora.inject(other, asymlora.AdapterConfig.preset("b-only", rank=4, seed=99))
-    odir = asymlora.save_adapter(other, tmp_path / "other-seed")
-    with pytest.raises(ServingError, match="cannot share one batch"):
+    asymlora.inject(other, asymlora.AdapterConfig.preset("b-only", rank=2, seed=5))
+    odir = asymlora.save_adapter(other, tmp_path / "other-rank")
+    with pytest.raises(ServingError, match="cannot share one batch.*another rank"):
         load_many(copy.deepcopy(base), [dirs[0], odir])
+    fewer = copy.deepcopy(base)
+    asymlora.inject(fewer, asymlora.AdapterConfig.preset("b-only", rank=4, seed=5, targets=["q_proj"]))
+    fdir = asymlora.save_adapter(fewer, tmp_path / "fewer-layers")
+    with pytest.raises(ServingError, match="cannot share one batch.*other layers"):
+        load_many(copy.deepcopy(base), [dirs[0], fdir])
     multi = load_many(copy.deepcopy(base), dirs)
     ids = torch.randint(0, 64, (2, 5))
     with pytest.raises(ServingError, match="one per row"):

@@ -83,8 +83,8 @@ class AdaptedLayer(nn.Module):
     * which modules it wraps (:meth:`handles`, :meth:`check_supported`) and their sizes (:meth:`dims`);
     * the weight-matrix view W0 (d_out × d_in) of its base weight and the way back
       (:meth:`weight_matrix`, :meth:`to_base_layout`);
-    * the branch h = A·x (:meth:`project`), B·h (:meth:`expand`) and, for batched serving, B_i·h_i
-      with one B per row (:meth:`expand_rows`);
+    * the branch h = A·x (:meth:`project`), B·h (:meth:`expand`) and, for batched serving, A_i·x_i
+      and B_i·h_i with one factor per row (:meth:`project_rows`, :meth:`expand_rows`);
     * PEFT's tensor layout of each factor, both ways (:attr:`peft_keys`, :meth:`to_peft`, :meth:`from_peft`).
     """
 
@@ -176,10 +176,21 @@ class AdaptedLayer(nn.Module):
         """B·h for every position (d_out outputs)."""
         raise NotImplementedError
 
+    def project_rows(self, x: torch.Tensor, a_rows: torch.Tensor) -> torch.Tensor:
+        """h_i = A_i·x_i for every position of row i, with ``a_rows`` (batch × r × d_in) one A per row.
+
+        Generic: one :meth:`project` per row; a layer type with a batched product overrides it."""
+        return torch.cat([self.project(x[i:i + 1], a_rows[i]) for i in range(x.shape[0])])
+
     def expand_rows(self, h: torch.Tensor, bs: torch.Tensor) -> torch.Tensor:
         """B_i·h_i for every position of row i, with ``bs`` (batch × d_out × r) one B per row."""
         flat = h.reshape(h.shape[0], -1, h.shape[-1])  # (batch, positions, r)
         return torch.bmm(flat, bs.transpose(1, 2)).reshape(h.shape[:-1] + (bs.shape[1],))
+
+    def add_expand_rows(self, out: torch.Tensor, h: torch.Tensor, bs: torch.Tensor) -> torch.Tensor:
+        """out + B_i·h_i for every position of row i (in place where the layout allows it: ``out`` is then
+        a fresh base output that nothing else holds, and autograd is off)."""
+        return out + self.expand_rows(h, bs).to(out.dtype)
 
     def peft_shape(self, which: str) -> tuple[int, ...]:
         """The shape PEFT gives factor ``which`` of this layer."""
@@ -342,6 +353,19 @@ class AdaptedLinear(AdaptedLayer):
 
     def project(self, x: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
         return F.linear(x, a)
+
+    def project_rows(self, x: torch.Tensor, a_rows: torch.Tensor) -> torch.Tensor:
+        flat = x.reshape(x.shape[0], -1, x.shape[-1])  # (batch, positions, d_in)
+        return torch.bmm(flat, a_rows.transpose(1, 2)).reshape(x.shape[:-1] + (a_rows.shape[1],))
+
+    def add_expand_rows(self, out, h, bs):
+        # one baddbmm into the base output: no (batch × positions × d_out) temporary, no second pass
+        if (out.dtype != h.dtype or not out.is_contiguous() or torch.is_grad_enabled()
+                or out.shape[:-1] != h.shape[:-1]):
+            return super().add_expand_rows(out, h, bs)
+        flat = out.view(out.shape[0], -1, out.shape[-1])
+        flat.baddbmm_(h.reshape(h.shape[0], -1, h.shape[-1]), bs.transpose(1, 2))
+        return out
 
     def expand(self, h: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         return F.linear(h, b)

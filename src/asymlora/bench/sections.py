@@ -9,6 +9,7 @@ absolute figures (for the JSON file and the per-method tables).
 * ``merged``: inference time of merged adapters against the base model.
 * ``combine``: exact combination of shared-A adapters against PEFT's ``add_weighted_adapter``.
 * ``multi``: one batch whose rows use different adapters, against PEFT's ``adapter_names=``.
+* ``serve``: generation for requests of N different adapters, and their memory (``asymlora.bench.serve``).
 """
 
 from __future__ import annotations
@@ -28,13 +29,28 @@ from asymlora.adapter_file import AdapterFolder
 from asymlora.combine import CombineError, combine
 from asymlora.serving import load_many
 
-from .measure import (SavedTensorTracer, clock_name, median, model_state_bytes, optimizer_state_bytes,
-                      peak_memory, time_interleaved)
-from .methods import BENCH_CONFIGS, EXTRA_CONFIGS, LABELS, Prepared, adapter_modules, prepare
+from .measure import (
+    SavedTensorTracer,
+    clock_name,
+    median,
+    model_state_bytes,
+    optimizer_state_bytes,
+    peak_memory,
+    time_interleaved,
+)
+from .methods import (
+    BENCH_CONFIGS,
+    EXTRA_CONFIGS,
+    LABELS,
+    Prepared,
+    adapter_modules,
+    prepare,
+)
 from .models import BenchModel, make_batch
 from .report import Row, fmt_value
+from .serve import serve_section
 
-SECTIONS = ("saved", "step", "file", "merged", "combine", "multi")
+SECTIONS = ("saved", "step", "file", "merged", "combine", "multi", "serve")
 
 
 @dataclass
@@ -51,6 +67,7 @@ class Settings:
     serve_counts: tuple[int, ...] = (1, 4, 16)
     serve_batch: int = 16
     serve_seq_len: int = 64
+    serve_new_tokens: int = 16
     infer_batch: int = 8
     infer_seq_len: int = 128
     combine_weights: tuple[float, ...] = (1.0, 0.5, -0.5)
@@ -557,9 +574,9 @@ def multi_section(s: Settings, base: nn.Module) -> tuple[list[Row], dict[str, An
                             "PEFT adapter_names= mixed batch",
                             diffs["batched-vs-one-at-a-time"], diffs["peft-mixed-vs-one-at-a-time"], "abs",
                             note="0 = identical"))
-            del multi, peft_model, single, base_model
+            multi = peft_model = single = base_model = None  # freed before the next N is built
     return rows, details
 
 
 RUNNERS = {"saved": saved_section, "step": step_section, "file": file_section, "merged": merged_section, "combine": combine_section,
-           "multi": multi_section}
+           "multi": multi_section, "serve": serve_section}

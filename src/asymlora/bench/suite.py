@@ -22,7 +22,7 @@ DTYPES = {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat1
 def build_settings(model: str = "tiny", *, device: str = "cpu", dtype: str = "fp32", quick: bool = False,
                    rank: int = 8, dropout: float = 0.1, batch: int | None = None, seq_len: int | None = None,
                    warmup: int | None = None, repeats: int | None = None, serve_counts: Sequence[int] | None = None,
-                   seed: int = 0, clock: str = "auto", progress: Callable[[str], None] | None = None) -> Settings:
+                   serve_new_tokens: int | None = None, seed: int = 0, clock: str = "auto", progress: Callable[[str], None] | None = None) -> Settings:
     spec = get_bench_model(model)
     if dtype not in DTYPES:
         raise ValueError(f"unknown dtype {dtype!r}; choose one of fp32, bf16, fp16")
@@ -46,6 +46,7 @@ def build_settings(model: str = "tiny", *, device: str = "cpu", dtype: str = "fp
         serve_counts=tuple(serve_counts) if serve_counts else ((1, 4) if quick else (1, 4, 16)),
         serve_batch=spec.serve_batch if not quick else min(spec.serve_batch, 8),
         serve_seq_len=spec.serve_seq_len if not quick else min(spec.serve_seq_len, 32),
+        serve_new_tokens=serve_new_tokens or (4 if quick else 16),
         infer_batch=spec.infer_batch if not quick else min(spec.infer_batch, 4),
         infer_seq_len=spec.infer_seq_len if not quick else min(spec.infer_seq_len, 32),
         seed=seed, clock=clock, progress=progress or (lambda msg: None),
@@ -84,7 +85,7 @@ def run_suite(settings: Settings, sections: Sequence[str] = SECTIONS) -> dict[st
                      "dtype": str(s.dtype).replace("torch.", ""), "rank": s.rank, "alpha": 2 * s.rank,
                      "dropout": s.dropout, "batch": s.batch, "seq_len": s.seq_len, "warmup": s.warmup,
                      "repeats": s.repeats, "serve_counts": list(s.serve_counts), "serve_batch": s.serve_batch,
-                     "serve_seq_len": s.serve_seq_len,
+                     "serve_seq_len": s.serve_seq_len, "serve_new_tokens": s.serve_new_tokens,
                      "infer_batch": s.infer_batch, "infer_seq_len": s.infer_seq_len, "combine_weights": list(s.combine_weights), "seed": s.seed,
                      "clock": resolve_clock(s.device, s.clock),
                      "targets": s.spec.targets, "sections": list(sections)},
@@ -103,6 +104,8 @@ def render(record: dict[str, Any]) -> str:
               f"interleaved rounds, medians of {clock_name(st['device'], st['clock'])}"
               + (f"; inference {st['infer_batch']} × {st['infer_seq_len']}" if "merged" in st["sections"] else "")
               + (f"; serving {st['serve_batch']} rows × {st['serve_seq_len']} tokens" if "multi" in st["sections"] else "")
+              + (f"; generation max({st['serve_batch']}, N) rows × ({st['serve_seq_len']} + "
+                 f"{st.get('serve_new_tokens', 16)} new tokens)" if "serve" in st["sections"] else "")
               + f".\n{machine_line(record)}")
     parts = [format_table(record["rows"], header)]
     for name in ("saved", "step"):

@@ -26,10 +26,13 @@ Sections (--sections, default all):
   combine  asymlora.combine (exact Σ wᵢΔWᵢ for shared-A adapters) against PEFT add_weighted_adapter.
   multi    one batch whose rows use N = 1, 4, 16 different B-only adapters (A·x computed once)
            against PEFT's mixed-adapter batches (adapter_names=), and one adapter at a time.
+  serve    generation (prefill + --serve-new-tokens decode steps) for max(16, N) requests of N
+           adapters of N different seeds (and of one seed) against PEFT's adapter_names=, with
+           the memory the resident adapters take (causal LMs only).
 
 Models (--model): tiny (random 2-layer Llama, seconds; for checking), minilm (all-MiniLM-L6-v2,
-q/v adapters, 128 tokens), smollm2 (SmolLM2-135M, every linear layer, 512 tokens; ~10 min on 2 CPU
-cores). Models come from pinned registry packages (downloaded once into the asymlora cache).
+q/v adapters, 128 tokens), smollm2-shaped (SmolLM2's layer shapes, 4 layers, random weights),
+smollm2 (SmolLM2-135M, every linear layer, 512 tokens; ~10 min on 2 CPU cores). Models come from pinned registry packages (downloaded once into the asymlora cache).
 
 Timings are medians over interleaved rounds after warm-up; on a shared machine read the noise-control
 rows (two identical configurations) before trusting a small difference. The exit status is 0 even if
@@ -62,7 +65,9 @@ def register(subparsers) -> None:
     p.add_argument("--warmup", type=int, default=None, help="untimed warm-up rounds (default: 2, quick: 1)")
     p.add_argument("--repeats", type=int, default=None, help="timed interleaved rounds (default: 7, quick: 3)")
     p.add_argument("--serve-counts", type=int, nargs="+", default=None, metavar="N",
-                   help="numbers of adapters in one batch for the multi section (default: 1 4 16)")
+                   help="numbers of adapters in one batch for the multi and serve sections (default: 1 4 16)")
+    p.add_argument("--serve-new-tokens", type=int, default=None, metavar="K",
+                   help="tokens generated per row in the serve section (default: 16, quick: 4)")
     p.add_argument("--clock", choices=("auto", "wall", "cpu"), default="auto",
                    help="what a time is: wall-clock, or the process's CPU time (insensitive to other jobs on a "
                         "shared machine; use with --threads 1). auto: wall on CUDA, CPU time on the CPU")
@@ -95,7 +100,8 @@ def main(args: argparse.Namespace) -> int:
     try:
         settings = build_settings(args.model, device=args.device, dtype=args.dtype, quick=args.quick, rank=args.rank,
                                   dropout=args.dropout, batch=args.batch, seq_len=args.seq_len, warmup=args.warmup,
-                                  repeats=args.repeats, serve_counts=args.serve_counts, seed=args.seed, clock=args.clock,
+                                  repeats=args.repeats, serve_counts=args.serve_counts,
+                                  serve_new_tokens=args.serve_new_tokens, seed=args.seed, clock=args.clock,
                                   progress=progress)
     except ValueError as err:
         print(f"asymlora bench: {err}", file=sys.stderr)
