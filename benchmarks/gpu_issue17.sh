@@ -15,3 +15,7 @@ for p in 0.1 0; do
 done
 "$py" -m asymlora bench --model smollm2-shaped --device cuda --dtype bf16 --sections multi --serve-counts 16 64 \
   --json "$out/shaped-cuda-bf16-multi.json" --quiet | tee "$out/shaped-cuda-bf16-multi.txt"
+# issue 17 step 1: generation for requests of N adapters (N seeds and one seed) against PEFT's adapter_names=, and the
+# memory the resident adapters take (compare the ratios with S-LoRA's and Punica's against PEFT-style batching)
+"$py" -m asymlora bench --model smollm2-shaped --device cuda --dtype bf16 --sections serve --serve-counts 16 64 256 \
+  --json "$out/shaped-cuda-bf16-serve.json" --quiet | tee "$out/shaped-cuda-bf16-serve.txt"
