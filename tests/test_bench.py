@@ -214,3 +214,62 @@ def test_smollm2_loads_with_the_shapes_the_benchmark_relies_on():
     with torch.no_grad():
         out = model.generate(**ids, max_new_tokens=3, do_sample=False)
     assert "Paris" in tokenizer.decode(out[0])
+
+
+def test_job_section_times_the_jobs_real_batches_at_its_rank_and_targets(tiny):
+    """``--sections job``: the instruction-tuning job's batches (labels −100 on the prompt, padding not
+    counted), r = 32 on q/v, and trainable counts that follow from the shapes: B-only r·d_out per target,
+    LoRA r·(d_in + d_out), the floor none."""
+    from asymlora.bench.job import JOB_RANK, TOKENS_PER_S_TARGET, job_batches
+    from asymlora.bench.sections import DEFAULT_SECTIONS
+    from asymlora.bench.suite import build_settings, run_suite
+
+    assert "job" not in DEFAULT_SECTIONS  # it reads SmolLM2's tokenizer and BIG-bench: asked for by name
+    spec, base, _ = tiny
+    vocab = base.config.vocab_size
+    batches = job_batches(1, vocab=vocab)
+    again = job_batches(1, vocab=vocab)
+    assert torch.equal(batches[0]["input_ids"], again[0]["input_ids"])  # the job's fixed epoch-0 order
+    b = batches[0]
+    assert b["input_ids"].shape[0] == 8 and b["input_ids"].shape[1] <= 256
+    assert int(b["input_ids"].max()) < vocab
+    prompt = (b["labels"] == -100) & (b["attention_mask"] == 1)
+    assert prompt.any() and (b["labels"] != -100).any()  # loss on the responses only
+    settings = build_settings("tiny", warmup=0, repeats=1, job_batches=1)
+    record = run_suite(settings, ["job"])
+    rows = [r for r in record["rows"] if r.section == "job"]
+    assert len(rows) == 5
+    assert "B-only" in rows[0].subject and rows[0].reference == "PEFT LoRA"
+    assert rows[0].target.startswith(f"≥ {TOKENS_PER_S_TARGET:.2f}")
+    assert all(r.value > 0 and r.ref_value > 0 and r.unit == "tok/s" for r in rows)
+    details = record["details"]["job"]
+    assert details["tokens"] == int(b["attention_mask"].sum()) <= details["padded_tokens"] == b["attention_mask"].numel()
+    assert details["ids_modulo_vocab"] and details["rank"] == JOB_RANK == 32 and details["mac_bound"] > 1
+    targets = [m for name, m in base.named_modules()
+               if isinstance(m, torch.nn.Linear) and name.rsplit(".", 1)[-1] in ("q_proj", "v_proj")]
+    assert targets
+    trainable = details["trainable"]
+    assert trainable["floor"] == 0
+    assert trainable["asym-b-only"] == sum(JOB_RANK * m.out_features for m in targets)
+    assert trainable["asym-lora"] == trainable["peft-lora"] == sum(JOB_RANK * (m.in_features + m.out_features)
+                                                                    for m in targets)
+    for m, t in details["tokens_per_s"].items():
+        assert t == pytest.approx(details["tokens"] / details["median_s"][m])
+
+
+def test_job_section_refuses_a_model_that_is_not_a_causal_lm():
+    from asymlora.bench.suite import build_settings, run_suite
+
+    with pytest.raises(ValueError, match="causal LM"):
+        run_suite(build_settings("minilm", warmup=0, repeats=1, job_batches=1), ["job"])
+
+
+def test_step_mac_bound_counts_the_linears_and_the_adapters():
+    """(2D + 3a) / 2D by hand for a two-layer model: D = 8·4 + 4·2 = 40, a = r·(8 + 4) on the one target."""
+    from asymlora.bench.job import step_mac_bound
+
+    model = torch.nn.Sequential()
+    model.add_module("q_proj", torch.nn.Linear(8, 4))
+    model.add_module("head", torch.nn.Linear(4, 2))
+    assert step_mac_bound(model, rank=2, targets=("q_proj",)) == pytest.approx(1 + 1.5 * 24 / 40)
+    assert step_mac_bound(model, rank=2, targets=("v_proj",)) == 1.0

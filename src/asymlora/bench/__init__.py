@@ -6,7 +6,7 @@ Needs ``transformers`` and ``peft`` (the experiment extras); the core library do
 """
 
 from .report import Row, format_table
-from .sections import SECTIONS, Settings
+from .sections import DEFAULT_SECTIONS, SECTIONS, Settings
 from .suite import build_settings, render, run_suite
 
-__all__ = ["SECTIONS", "Settings", "Row", "build_settings", "run_suite", "render", "format_table"]
+__all__ = ["DEFAULT_SECTIONS", "SECTIONS", "Settings", "Row", "build_settings", "run_suite", "render", "format_table"]

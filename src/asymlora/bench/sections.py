@@ -10,6 +10,7 @@ absolute figures (for the JSON file and the per-method tables).
 * ``combine``: exact combination of shared-A adapters against PEFT's ``add_weighted_adapter``.
 * ``multi``: one batch whose rows use different adapters, against PEFT's ``adapter_names=``.
 * ``serve``: generation for requests of N different adapters, and their memory (``asymlora.bench.serve``).
+* ``job``: training tokens/s on the real batches of the instruction-tuning job (``asymlora.bench.job``).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from asymlora.adapter_file import AdapterFolder
 from asymlora.combine import CombineError, combine
 from asymlora.serving import load_many
 
+from .job import job_section
 from .measure import (
     SavedTensorTracer,
     clock_name,
@@ -50,7 +52,9 @@ from .models import BenchModel, make_batch
 from .report import Row, fmt_value
 from .serve import serve_section
 
-SECTIONS = ("saved", "step", "file", "merged", "combine", "multi", "serve")
+SECTIONS = ("saved", "step", "file", "merged", "combine", "multi", "serve", "job")
+# run when no --sections are named: "job" needs SmolLM2's tokenizer and the natural-instructions data, so it is asked for
+DEFAULT_SECTIONS = SECTIONS[:-1]
 
 
 @dataclass
@@ -68,6 +72,7 @@ class Settings:
     serve_batch: int = 16
     serve_seq_len: int = 64
     serve_new_tokens: int = 16
+    job_batches: int = 3
     infer_batch: int = 8
     infer_seq_len: int = 128
     combine_weights: tuple[float, ...] = (1.0, 0.5, -0.5)
@@ -579,4 +584,4 @@ def multi_section(s: Settings, base: nn.Module) -> tuple[list[Row], dict[str, An
 
 
 RUNNERS = {"saved": saved_section, "step": step_section, "file": file_section, "merged": merged_section, "combine": combine_section,
-           "multi": multi_section, "serve": serve_section}
+           "multi": multi_section, "serve": serve_section, "job": job_section}

@@ -11,7 +11,7 @@ import torch
 from .measure import clock_name, resolve_clock
 from .models import get_bench_model
 from .report import Row, format_absolute, format_table, machine_info, machine_line
-from .sections import RUNNERS, SECTIONS, Settings
+from .sections import DEFAULT_SECTIONS, RUNNERS, SECTIONS, Settings
 
 __all__ = ["DTYPES", "build_settings", "run_suite", "render"]
 
@@ -22,7 +22,7 @@ DTYPES = {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat1
 def build_settings(model: str = "tiny", *, device: str = "cpu", dtype: str = "fp32", quick: bool = False,
                    rank: int = 8, dropout: float = 0.1, batch: int | None = None, seq_len: int | None = None,
                    warmup: int | None = None, repeats: int | None = None, serve_counts: Sequence[int] | None = None,
-                   serve_new_tokens: int | None = None, seed: int = 0, clock: str = "auto", progress: Callable[[str], None] | None = None) -> Settings:
+                   serve_new_tokens: int | None = None, job_batches: int | None = None, seed: int = 0, clock: str = "auto", progress: Callable[[str], None] | None = None) -> Settings:
     spec = get_bench_model(model)
     if dtype not in DTYPES:
         raise ValueError(f"unknown dtype {dtype!r}; choose one of fp32, bf16, fp16")
@@ -37,6 +37,8 @@ def build_settings(model: str = "tiny", *, device: str = "cpu", dtype: str = "fp
         raise ValueError(f"rank must be ≥ 1, got {rank}")
     if not 0.0 <= dropout < 1.0:
         raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+    if job_batches is not None and job_batches < 1:
+        raise ValueError(f"job batches must be ≥ 1, got {job_batches}")
     return Settings(
         spec=spec, device=str(dev), dtype=DTYPES[dtype], rank=rank, dropout=dropout,
         batch=batch or (spec.quick_batch if quick else spec.batch),
@@ -47,17 +49,20 @@ def build_settings(model: str = "tiny", *, device: str = "cpu", dtype: str = "fp
         serve_batch=spec.serve_batch if not quick else min(spec.serve_batch, 8),
         serve_seq_len=spec.serve_seq_len if not quick else min(spec.serve_seq_len, 32),
         serve_new_tokens=serve_new_tokens or (4 if quick else 16),
+        job_batches=job_batches or (1 if quick else 3),
         infer_batch=spec.infer_batch if not quick else min(spec.infer_batch, 4),
         infer_seq_len=spec.infer_seq_len if not quick else min(spec.infer_seq_len, 32),
         seed=seed, clock=clock, progress=progress or (lambda msg: None),
     )
 
 
-def run_suite(settings: Settings, sections: Sequence[str] = SECTIONS) -> dict[str, Any]:
+def run_suite(settings: Settings, sections: Sequence[str] = DEFAULT_SECTIONS) -> dict[str, Any]:
     """Load the model once, run ``sections`` in order; returns the JSON-ready record."""
     unknown = [x for x in sections if x not in RUNNERS]
     if unknown:
         raise ValueError(f"unknown sections {unknown}; choose from {', '.join(SECTIONS)}")
+    if "job" in sections and settings.spec.kind != "causal-lm":
+        raise ValueError(f"the job section trains a causal LM; --model {settings.spec.name} is not one (use smollm2)")
     meta = machine_info(settings.device)
     settings.progress(f"loading {settings.spec.name}")
     t0 = time.perf_counter()
@@ -85,7 +90,7 @@ def run_suite(settings: Settings, sections: Sequence[str] = SECTIONS) -> dict[st
                      "dtype": str(s.dtype).replace("torch.", ""), "rank": s.rank, "alpha": 2 * s.rank,
                      "dropout": s.dropout, "batch": s.batch, "seq_len": s.seq_len, "warmup": s.warmup,
                      "repeats": s.repeats, "serve_counts": list(s.serve_counts), "serve_batch": s.serve_batch,
-                     "serve_seq_len": s.serve_seq_len, "serve_new_tokens": s.serve_new_tokens,
+                     "serve_seq_len": s.serve_seq_len, "serve_new_tokens": s.serve_new_tokens, "job_batches": s.job_batches,
                      "infer_batch": s.infer_batch, "infer_seq_len": s.infer_seq_len, "combine_weights": list(s.combine_weights), "seed": s.seed,
                      "clock": resolve_clock(s.device, s.clock),
                      "targets": s.spec.targets, "sections": list(sections)},
@@ -106,6 +111,8 @@ def render(record: dict[str, Any]) -> str:
               + (f"; serving {st['serve_batch']} rows × {st['serve_seq_len']} tokens" if "multi" in st["sections"] else "")
               + (f"; generation max({st['serve_batch']}, N) rows × ({st['serve_seq_len']} + "
                  f"{st.get('serve_new_tokens', 16)} new tokens)" if "serve" in st["sections"] else "")
+              + (f"; job section: {st.get('job_batches', 3)} real batch(es) of 8 × ≤ 256 tokens, r = 32 on q/v, dropout 0"
+                 if "job" in st["sections"] else "")
               + f".\n{machine_line(record)}")
     parts = [format_table(record["rows"], header)]
     for name in ("saved", "step"):

@@ -7,7 +7,7 @@ import sys
 
 from asymlora.bench.models import BENCH_MODELS
 from asymlora.bench.report import write_json
-from asymlora.bench.sections import SECTIONS
+from asymlora.bench.sections import DEFAULT_SECTIONS, SECTIONS
 from asymlora.bench.suite import build_settings, count_failed, render, run_suite
 
 DESCRIPTION = """\
@@ -15,7 +15,7 @@ Measure asymlora against Hugging Face PEFT in one run and print one table of rat
 measured in this run with both absolute figures beside it, the target it is checked against and
 whether it held; the machine, versions and commit are printed and written to the JSON file.
 
-Sections (--sections, default all):
+Sections (--sections, default all but job):
   saved    bytes each adapted layer keeps for backward (saved_tensors_hooks) and bytes kept by the
            whole model, for: the frozen model (floor), PEFT LoRA, PEFT LoRA-FA
            (create_lorafa_optimizer), PEFT VeRA, asymlora LoRA, asymlora B-only. Same rank r,
@@ -29,6 +29,10 @@ Sections (--sections, default all):
   serve    generation (prefill + --serve-new-tokens decode steps) for max(16, N) requests of N
            adapters of N different seeds (and of one seed) against PEFT's adapter_names=, with
            the memory the resident adapters take (causal LMs only).
+  job      training tokens/s of the instruction-tuning job (natural-instructions, r = 32 on q/v,
+           8 examples of ≤ 256 tokens per batch): the floor, PEFT LoRA, asymlora LoRA and B-only
+           on --job-batches of the job's real batches (target B-only ≥ 1.15 × PEFT LoRA).
+           Named only: it reads SmolLM2's tokenizer and the BIG-bench data.
 
 Models (--model): tiny (random 2-layer Llama, seconds; for checking), minilm (all-MiniLM-L6-v2,
 q/v adapters, 128 tokens), smollm2-shaped (SmolLM2's layer shapes, 4 layers, random weights),
@@ -42,6 +46,7 @@ Examples:
   asymlora bench --model tiny --quick
   asymlora bench --model minilm --json bench-minilm.json
   asymlora bench --model smollm2 --sections saved step file
+  asymlora bench --model smollm2 --sections job --threads 1
   asymlora bench --model minilm --device cuda --dtype bf16
 """
 
@@ -56,8 +61,8 @@ def register(subparsers) -> None:
                    help="dtype of the base model; adapter math stays float32 for bf16/fp16 (default: fp32)")
     p.add_argument("--quick", action="store_true",
                    help="fewer rounds, smaller batches, N = 1 and 4 adapters: a fast check, noisier figures")
-    p.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS), metavar="SECTION",
-                   help=f"sections to run: {', '.join(SECTIONS)} (default: all)")
+    p.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(DEFAULT_SECTIONS),
+                   metavar="SECTION", help=f"sections to run: {', '.join(SECTIONS)} (default: all but job)")
     p.add_argument("--rank", type=int, default=8, help="adapter rank r for every configuration (default: 8)")
     p.add_argument("--dropout", type=float, default=0.1, help="adapter dropout for every configuration (default: 0.1)")
     p.add_argument("--batch", type=int, default=None, help="training batch size (default: per model)")
@@ -68,6 +73,9 @@ def register(subparsers) -> None:
                    help="numbers of adapters in one batch for the multi and serve sections (default: 1 4 16)")
     p.add_argument("--serve-new-tokens", type=int, default=None, metavar="K",
                    help="tokens generated per row in the serve section (default: 16, quick: 4)")
+    p.add_argument("--job-batches", type=int, default=None, metavar="K",
+                   help="real batches of the instruction-tuning job timed per round in the job section "
+                        "(default: 3, quick: 1)")
     p.add_argument("--clock", choices=("auto", "wall", "cpu"), default="auto",
                    help="what a time is: wall-clock, or the process's CPU time (insensitive to other jobs on a "
                         "shared machine; use with --threads 1). auto: wall on CUDA, CPU time on the CPU")
@@ -101,7 +109,7 @@ def main(args: argparse.Namespace) -> int:
         settings = build_settings(args.model, device=args.device, dtype=args.dtype, quick=args.quick, rank=args.rank,
                                   dropout=args.dropout, batch=args.batch, seq_len=args.seq_len, warmup=args.warmup,
                                   repeats=args.repeats, serve_counts=args.serve_counts,
-                                  serve_new_tokens=args.serve_new_tokens, seed=args.seed, clock=args.clock,
+                                  serve_new_tokens=args.serve_new_tokens, job_batches=args.job_batches, seed=args.seed, clock=args.clock,
                                   progress=progress)
     except ValueError as err:
         print(f"asymlora bench: {err}", file=sys.stderr)
