@@ -27,6 +27,8 @@ import torch
 import torch.nn as nn
 
 from asymlora.data.registry import get_task
+from asymlora.models.heads import language_model_tokenizer
+from asymlora.models.smollm2 import smollm2_folder
 from asymlora.tasks.protocol import Limits
 from asymlora.train.loop import EpochSampler
 
@@ -49,14 +51,7 @@ TOKENS_PER_S_TARGET = 1.15  # issue 17: B-only / PEFT LoRA training tokens/s
 
 
 def _job_tokenizer() -> Any:
-    from transformers import AutoTokenizer
-
-    from asymlora.models.smollm2 import smollm2_folder
-
-    tokenizer = AutoTokenizer.from_pretrained(smollm2_folder(), local_files_only=True)
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    return tokenizer
+    return language_model_tokenizer(smollm2_folder(), local_files_only=True)
 
 
 def job_batches(count: int, *, tokenizer: Any = None, vocab: int | None = None) -> list[dict[str, torch.Tensor]]:
@@ -106,8 +101,7 @@ def time_job_steps(s: Any, base: nn.Module, batches: Sequence[dict[str, torch.Te
     times = time_interleaved(fns, warmup=s.warmup, repeats=s.repeats, device=s.device, clock=s.clock,
                              progress=lambda msg: s.progress(f"job: {msg}"))
     for p in [*preps.values(), control]:
-        for h in p.hooks:
-            h.remove()
+        p.remove_hooks()
     tokens = int(sum(int(b["attention_mask"].sum()) for b in batches))
     padded = int(sum(b["attention_mask"].numel() for b in batches))
     step_s = {m: median(t) for m, t in times.items()}
@@ -137,8 +131,9 @@ def job_section(s: Any, base: nn.Module) -> tuple[list[Row], dict[str, Any]]:
     count = s.job_batches
     vocab = vocab_size(base)
     tokenizer = _job_tokenizer()
+    modulo = vocab < len(tokenizer)
     s.progress(f"job: encoding the {JOB_TASK} training split, {count} of its batches")
-    batches = job_batches(count, tokenizer=tokenizer, vocab=vocab if vocab < len(tokenizer) else None)
+    batches = job_batches(count, tokenizer=tokenizer, vocab=vocab if modulo else None)
     out = time_job_steps(s, base, batches)
     tps = out["tokens_per_s"]
     bound = step_mac_bound(base)
@@ -155,5 +150,5 @@ def job_section(s: Any, base: nn.Module) -> tuple[list[Row], dict[str, Any]]:
     details = {**out, "task": JOB_TASK, "rank": JOB_RANK, "alpha": 2 * JOB_RANK, "targets": list(JOB_TARGETS),
                "dropout": JOB_DROPOUT, "batch_size": JOB_BATCH_SIZE, "max_length": JOB_MAX_LENGTH,
                "batch_shapes": [list(b["input_ids"].shape) for b in batches],
-               "ids_modulo_vocab": vocab < len(tokenizer), "mac_bound": bound}
+               "ids_modulo_vocab": modulo, "mac_bound": bound}
     return rows, details

@@ -53,6 +53,12 @@ class Prepared:
     trainable: int
     hooks: list = field(default_factory=list)
 
+    def remove_hooks(self) -> None:
+        """Detach the floor's need-grad hooks from its copy of the model (a no-op for the other methods)."""
+        for handle in self.hooks:
+            handle.remove()
+        self.hooks.clear()
+
     @property
     def label(self) -> str:
         return LABELS[self.method]

@@ -153,8 +153,7 @@ def saved_section(s: Settings, base: nn.Module) -> tuple[list[Row], dict[str, An
     preps = {m: prepare(m, base, spec, rank=s.rank, dropout=s.dropout, seed=s.seed) for m in BENCH_CONFIGS}
     saved = _saved_by_method(s, preps, batch)
     for p in preps.values():
-        for h in p.hooks:
-            h.remove()
+        p.remove_hooks()
     rows: list[Row] = []
     r = s.rank
     bonly, lora = saved["asym-b-only"]["groups"], saved["peft-lora"]["groups"]
@@ -216,9 +215,8 @@ def step_section(s: Settings, base: nn.Module) -> tuple[list[Row], dict[str, Any
         step_peak = peak_memory(fns[m], s.device)
         resting = model_state_bytes(p.model) - floor_state + optimizer_state_bytes(p.optimizer)
         peak[m] = {"step_peak_above_start": step_peak, "adapter_state": resting, "total": step_peak + resting}
-    for p in list(preps.values()) + [control]:
-        for h in p.hooks:
-            h.remove()
+    for p in [*preps.values(), control]:
+        p.remove_hooks()
 
     rows = [Row("step", f"step time (median, {clock_name(s.device, s.clock)})", _label("asym-b-only"), _label("peft-lora"),
                 step_s["asym-b-only"], step_s["peft-lora"], "s", bound=1.0, target="≤ 1.00")]

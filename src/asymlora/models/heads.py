@@ -85,12 +85,19 @@ def sequence_classifier(source: str, options: Mapping[str, Any], *, seed: int | 
     return LoadedModel(model, tokenizer, new_head_modules(model))
 
 
-def _language_model(auto_class: Callable, source: str, **kwargs: Any) -> LoadedModel:
+def language_model_tokenizer(source: str, *, local_files_only: bool = False) -> Any:
+    """The tokenizer of a language model at ``source``, padding with EOS when it has no pad token
+    (padding is masked by the attention mask and labels −100 anyway)."""
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=kwargs.get("local_files_only", False))
+    tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=local_files_only)
     if tokenizer.pad_token_id is None and tokenizer.eos_token is not None:
-        tokenizer.pad_token = tokenizer.eos_token  # padding is masked (attention mask, labels −100) anyway
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def _language_model(auto_class: Callable, source: str, **kwargs: Any) -> LoadedModel:
+    tokenizer = language_model_tokenizer(source, local_files_only=kwargs.get("local_files_only", False))
     kwargs.setdefault("dtype", torch.float32)
     return LoadedModel(auto_class.from_pretrained(source, **kwargs), tokenizer, ())
 
