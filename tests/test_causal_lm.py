@@ -6,11 +6,11 @@ import time
 
 import pytest
 import torch
+from conftest import tiny_llama_folder
 
 import asymlora
 from asymlora.models import causal_lm
 from asymlora.models.registry import ModelError
-from conftest import tiny_llama_folder
 
 
 @pytest.fixture(scope="module")

@@ -6,13 +6,13 @@ import os
 import pytest
 import torch
 import torch.nn as nn
+from conftest import TinyNet, randomize_factors, tiny_bert
+from fuzz.edit import resign
 from safetensors.torch import load_file
 
 import asymlora
 from asymlora.adapter_file import AdapterFolder
 from asymlora.checkpoint import CONFIG_NAME, WEIGHTS_NAME, CheckpointError
-from conftest import TinyNet, randomize_factors, tiny_bert
-from fuzz.edit import resign
 
 
 def _trained(preset, **kw):

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
+from conftest import tiny_llama_folder
 
 import asymlora
 from asymlora.cli import main
-from conftest import tiny_llama_folder
 
 
 @pytest.fixture(scope="module")

@@ -11,13 +11,13 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 pytest.importorskip("accelerate")
 pytest.importorskip("transformers")
 
-from asymlora.cli import main  # noqa: E402
 from toy import write_toy_csv, write_toy_model  # noqa: E402
+
+from asymlora.cli import main  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 SRC = HERE.parent / "src"

@@ -4,10 +4,10 @@ import copy
 
 import pytest
 import torch
+from conftest import randomize_factors, tiny_bert
 
 import asymlora
 from asymlora.combine import CombineError, combine, combine_factors, shared_factor
-from conftest import randomize_factors, tiny_bert
 
 WEIGHTS = [1.0, 0.5, -0.75]
 

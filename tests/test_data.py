@@ -335,6 +335,7 @@ def _tiny(config_cls, **kw):
 
 def test_default_targets_by_architecture():
     from transformers import BertConfig, BertModel, MPNetConfig, MPNetModel
+
     from asymlora.models import ModelError, default_targets
     bert, mpnet = BertModel(_tiny(BertConfig)), MPNetModel(_tiny(MPNetConfig))
     assert default_targets(bert) == ("query", "value")
@@ -359,6 +360,7 @@ def test_default_targets_by_architecture():
 
 def test_load_model_from_local_folder(tmp_path, tokenizer):
     from transformers import BertConfig, BertModel
+
     from asymlora.models import ModelError, load_model
     folder = tmp_path / "tiny-bert"
     BertModel(_tiny(BertConfig, vocab_size=len(tokenizer))).save_pretrained(folder)
@@ -385,6 +387,7 @@ def test_load_model_from_local_folder(tmp_path, tokenizer):
 def test_offline_mode_reaches_an_already_imported_huggingface_hub():
     """huggingface_hub reads HF_HUB_OFFLINE once, at import; a local load must still be offline (issue 12)."""
     from huggingface_hub import is_offline_mode
+
     from asymlora.models.registry import _hub_offline
     before = is_offline_mode()
     with _hub_offline():

@@ -14,13 +14,17 @@ import torch
 pytest.importorskip("accelerate")
 pytest.importorskip("transformers")
 
-import asymlora  # noqa: E402
 import importlib  # noqa: E402
+
+from toy import toy_loader, toy_model, toy_task, toy_tokenizer  # noqa: E402
+
+import asymlora  # noqa: E402
 from asymlora.config import PRESETS, AdapterConfig  # noqa: E402
 from asymlora.experiments import (  # noqa: E402
     METHODS,
     Grid,
     GridError,
+    Loader,  # noqa: E402
     MethodError,
     RunConflict,
     RunSpec,
@@ -32,10 +36,8 @@ from asymlora.experiments import (  # noqa: E402
     run_grid,
     write_report,
 )
-from asymlora.experiments import Loader  # noqa: E402
 from asymlora.tasks.protocol import Limits  # noqa: E402
 from asymlora.train import TrainConfig, evaluate, train  # noqa: E402
-from toy import toy_loader, toy_model, toy_task, toy_tokenizer  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore:`is_gradient_checkpointing` is deprecated:FutureWarning")
 TARGETS = ("query", "value")

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from fixtures.make_fixtures import FixtureNet
 from safetensors.torch import load_file
 
 import asymlora
-from fixtures.make_fixtures import FixtureNet
 
 FIXTURES = Path(__file__).parent / "fixtures"
 FOLDERS = sorted(p.name for p in FIXTURES.iterdir() if (p / "adapter_config.json").is_file())

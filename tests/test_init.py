@@ -5,8 +5,15 @@ import torch
 import torch.nn as nn
 
 import asymlora
-from asymlora.init import (factor_seed, fingerprint, fingerprints_match, haar_orthonormal_columns,
-                           init_factor, kaiming_uniform, svd_factors)
+from asymlora.init import (
+    factor_seed,
+    fingerprint,
+    fingerprints_match,
+    haar_orthonormal_columns,
+    init_factor,
+    kaiming_uniform,
+    svd_factors,
+)
 
 
 def test_orthogonal_a_has_orthonormal_rows_and_b_orthonormal_columns():

@@ -5,9 +5,9 @@ import warnings
 import pytest
 import torch
 import torch.nn as nn
+from conftest import TinyNet, randomize_factors, tiny_bert, tiny_gpt2
 
 import asymlora
-from conftest import TinyNet, randomize_factors, tiny_bert, tiny_gpt2
 
 
 def test_the_readme_quickstart_on_a_bert_classifier():

@@ -12,11 +12,11 @@ import torch
 transformers = pytest.importorskip("transformers")
 
 from safetensors.torch import load_file  # noqa: E402
+from toy import instruction_records, lm_tokenizer, tiny_llama, toy_examples, toy_model, toy_tokenizer  # noqa: E402
 from transformers import Trainer, TrainingArguments  # noqa: E402
 
 import asymlora  # noqa: E402
 from asymlora.integrations import ADAPTER_DIR, AdapterCheckpointCallback, frozen_state_keys  # noqa: E402
-from toy import instruction_records, lm_tokenizer, tiny_llama, toy_examples, toy_model, toy_tokenizer  # noqa: E402
 
 B_ONLY = asymlora.AdapterConfig.preset("b-only", rank=4, targets=("query", "value"), train_modules=("classifier",))
 

@@ -3,10 +3,10 @@
 import pytest
 import torch
 import torch.nn as nn
+from conftest import randomize_factors, tiny_gpt2
 
 import asymlora
 from asymlora import layers as layers_mod
-from conftest import randomize_factors, tiny_gpt2
 
 
 def _layers_by_kind(model):

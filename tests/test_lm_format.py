@@ -2,11 +2,10 @@
 
 import pytest
 import torch
-from transformers import PreTrainedTokenizerFast
 from tokenizers import Tokenizer, models, pre_tokenizers
+from transformers import PreTrainedTokenizerFast
 
-from asymlora.tasks.lm_format import (IGNORE_INDEX, PromptParts, encode_prompt_response, pad_batch,
-                                      render_prompt)
+from asymlora.tasks.lm_format import IGNORE_INDEX, PromptParts, encode_prompt_response, pad_batch, render_prompt
 
 WORDS = ["<pad>", "<eos>", "<|user|>", "<|assistant|>", "<|end|>", "Below", "is", "an", "instruction", "that",
          "describes", "a", "task.", "Write", "response", "appropriately", "completes", "the", "request.", "###",

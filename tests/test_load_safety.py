@@ -4,7 +4,6 @@ A load either gives exactly the saved model or raises a clear ``CheckpointError`
 naming what is wrong, and a failed load leaves the base model as it was.
 """
 
-import copy
 import json
 import os
 import subprocess
@@ -14,12 +13,11 @@ from pathlib import Path
 
 import pytest
 import torch
-import torch.nn as nn
+from conftest import TinyNet, randomize_factors
+from fuzz.edit import as_peft_native, edit_config, read_config, resign, rewrite_tensors, write_config
 
 import asymlora
 from asymlora import CheckpointError
-from conftest import TinyNet, randomize_factors
-from fuzz.edit import as_peft_native, edit_config, read_config, resign, rewrite_tensors, write_config
 
 TARGETS = ["conv", "proj", "mlp.0", "mlp.2"]
 ROOT = Path(__file__).resolve().parents[1]

@@ -11,14 +11,14 @@ import torch
 pytest.importorskip("accelerate")
 pytest.importorskip("transformers")
 
+from toy import lm_tokenizer, tiny_llama_build, tiny_vision_build, toy_image_task, toy_instruction_task  # noqa: E402
+
 import asymlora  # noqa: E402
 from asymlora.experiments import Grid, Loader, RunSpec, build_tables, collect, run, run_grid, write_report  # noqa: E402
 from asymlora.experiments.report import markdown  # noqa: E402
 from asymlora.tasks.lm_format import IGNORE_INDEX  # noqa: E402
 from asymlora.tasks.protocol import EvalContext, Limits  # noqa: E402
 from asymlora.train import make_accelerator  # noqa: E402
-from toy import (lm_tokenizer, tiny_llama_build, tiny_vision_build, toy_image_task,  # noqa: E402
-                 toy_instruction_task)
 
 pytestmark = pytest.mark.filterwarnings("ignore:`is_gradient_checkpointing` is deprecated:FutureWarning")
 

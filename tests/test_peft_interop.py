@@ -2,9 +2,9 @@
 
 import pytest
 import torch
+from conftest import TinyNet, randomize_factors, tiny_bert, tiny_gpt2
 
 import asymlora
-from conftest import TinyNet, randomize_factors, tiny_bert, tiny_gpt2
 
 peft = pytest.importorskip("peft")
 

@@ -10,11 +10,17 @@ import torch
 pytest.importorskip("transformers")
 pytest.importorskip("accelerate")
 
-import asymlora  # noqa: E402
-from asymlora.experiments import RunSpec, build_tables, collect, run  # noqa: E402
-from asymlora.experiments import Loader  # noqa: E402
-from asymlora.experiments.spec import ADDED_SETTINGS  # noqa: E402
 from toy import toy_model, toy_task, write_toy_model  # noqa: E402
+
+import asymlora  # noqa: E402
+from asymlora.experiments import (  # noqa: E402
+    Loader,  # noqa: E402
+    RunSpec,
+    build_tables,
+    collect,
+    run,
+)
+from asymlora.experiments.spec import ADDED_SETTINGS  # noqa: E402
 from asymlora.models import ModelError, load_model  # noqa: E402
 from asymlora.models.pooling import MeanPoolingClassifier, mean_pool  # noqa: E402
 

@@ -7,8 +7,17 @@ import json
 
 import pytest
 import torch
-from toy import (lm_tokenizer, seq2seq_tokenizer, summary_pairs, tiny_bart, tiny_llama, tiny_llama_build, toy_loader,
-                 toy_summary_task, write_tiny_bart)
+from toy import (
+    lm_tokenizer,
+    seq2seq_tokenizer,
+    summary_pairs,
+    tiny_bart,
+    tiny_llama,
+    tiny_llama_build,
+    toy_loader,
+    toy_summary_task,
+    write_tiny_bart,
+)
 
 import asymlora
 from asymlora.cli import main

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from asymlora.init import haar
 from asymlora.theory import (
     bound_table,
     empirical_loss,
@@ -29,7 +30,6 @@ from asymlora.theory import (
     train_adapter_layer,
     trainable_numbers,
 )
-from asymlora.init import haar
 from asymlora.theory.theorem import explained_terms, sample_instances
 
 

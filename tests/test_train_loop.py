@@ -12,9 +12,10 @@ import torch
 pytest.importorskip("accelerate")
 pytest.importorskip("transformers")
 
+from toy import toy_model, toy_task, toy_tokenizer  # noqa: E402
+
 import asymlora  # noqa: E402
 from asymlora.tasks.protocol import Limits  # noqa: E402
-from toy import toy_model, toy_task, toy_tokenizer  # noqa: E402
 from asymlora.train import (  # noqa: E402
     Checkpointer,
     ResumeError,
@@ -24,7 +25,6 @@ from asymlora.train import (  # noqa: E402
     train,
     trainable_state,
 )
-
 
 # per-epoch record fields that depend on the clock or on where a resumed process started
 TIMING = ("elapsed_s", "train_step_s", "train_examples", "train_tokens")

@@ -28,9 +28,18 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from tokenizers import Tokenizer, models, pre_tokenizers, processors
-from transformers import (BartConfig, BartForConditionalGeneration, BertConfig, BertForSequenceClassification,
-                          BertTokenizerFast, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast, ViTConfig,
-                          ViTForImageClassification)
+from transformers import (
+    BartConfig,
+    BartForConditionalGeneration,
+    BertConfig,
+    BertForSequenceClassification,
+    BertTokenizerFast,
+    LlamaConfig,
+    LlamaForCausalLM,
+    PreTrainedTokenizerFast,
+    ViTConfig,
+    ViTForImageClassification,
+)
 from transformers.modeling_outputs import ImageClassifierOutput
 
 from asymlora.data import Example, Task

@@ -103,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
     label = args.model + (f" + {args.adapter}" if args.adapter else "")
     print(f"MMLU zero-shot, {label}: {len(questions)} questions"
           + (f" ({args.per_subject} per subject, seed {args.subset_seed})" if args.per_subject else "")
-          + f"; accuracy % [95 % bootstrap interval]")
+          + "; accuracy % [95 % bootstrap interval]")
     print(format_table(summaries))
     print(f"{seconds:.1f} s, {qps:.2f} questions/s ({args.device}, {args.dtype}, batch {args.batch_size}, "
           f"{torch.get_num_threads()} threads)")

@@ -12,11 +12,11 @@ from pathlib import Path
 from asymlora import read_factors
 from asymlora.atomic import atomic_write_json
 from asymlora.plots import new_figure, save_figure
+from asymlora.provenance import environment
 from asymlora.theory.bounds import bound_table, equal_bound_rank
 from asymlora.theory.least_squares import lemma_check
 from asymlora.theory.nonlinear import digits_experiment
 from asymlora.theory.theorem import extreme_example, theorem_experiment
-from asymlora.provenance import environment
 
 SECTIONS = ("lemmas", "theorem", "extreme", "nonlinear", "bounds")
 DEFAULT_LAYERS = "1024x1024*48"  # RoBERTa-large query + value, 24 layers: the paper's GLUE setting

@@ -5,10 +5,10 @@ from asymlora.sources.fetch import (
     cache_dir,
     clear,
     distribution,
-    fetch_pin,
     fetch_multipart_zip,
     fetch_package_file,
     fetch_package_folder,
+    fetch_pin,
     pip_download_command,
     sha256_file,
 )
