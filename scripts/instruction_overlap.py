@@ -20,8 +20,7 @@ except ImportError:  # running from a source checkout without installing
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
 from asymlora.atomic import atomic_write_json  # noqa: E402
-from asymlora.data.instructions import (dedupe_records, load_natural_instructions, load_sharegpt,  # noqa: E402
-                                        mmlu_overlap)
+from asymlora.data.instructions import dedupe_records, load_natural_instructions, load_sharegpt, mmlu_overlap  # noqa: E402
 from asymlora.data.mmlu import load_mmlu  # noqa: E402
 
 

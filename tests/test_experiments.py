@@ -24,7 +24,7 @@ from asymlora.experiments import (  # noqa: E402
     METHODS,
     Grid,
     GridError,
-    Loader,  # noqa: E402
+    Loader,
     MethodError,
     RunConflict,
     RunSpec,
@@ -36,6 +36,7 @@ from asymlora.experiments import (  # noqa: E402
     run_grid,
     write_report,
 )
+from asymlora.experiments.spec import settings_conflict  # noqa: E402
 from asymlora.tasks.protocol import Limits  # noqa: E402
 from asymlora.train import TrainConfig, evaluate, train  # noqa: E402
 
@@ -220,6 +221,36 @@ def test_run_spec_validation():
     assert RunSpec(method="full-ft").resolved_lrs() == (get_method("full-ft").lr,)
     s = RunSpec(task="x.csv", task_options=(("text_column", "t"),))
     assert RunSpec.from_dict(json.loads(json.dumps(s.to_dict()))) == s
+
+
+def test_adapter_dropout_settings_name_the_run_and_reach_the_adapter(task, loader, tmp_path):
+    assert spec().run_name() == "b-only-r4"
+    assert spec(dropout=0.1).run_name() == "b-only-r4-drop0.1"
+    assert spec(dropout=0.1, dropout_on="projection").run_name() == "b-only-r4-drop0.1-projection"
+    assert spec(dropout_on="projection").run_name() == "b-only-r4"  # no dropout, nothing to place
+    with pytest.raises(ValueError, match="no adapter dropout"):
+        RunSpec(method="full-ft", dropout=0.1)
+    with pytest.raises(ValueError, match="only on input"):
+        RunSpec(method="peft-lora", dropout=0.1, dropout_on="projection")
+    with pytest.raises(ValueError, match=r"probability in \[0, 1\)"):
+        RunSpec(dropout=1.0)
+    with pytest.raises(ValueError, match="dropout_on must be one of input, projection"):
+        RunSpec(dropout=0.1, dropout_on="ax")
+    s = spec(dropout=0.25, dropout_on="projection", epochs=1)
+    run(s, tmp_path, loader=loader, progress=False, echo=None)
+    cfg = json.loads((tmp_path / s.relpath() / "adapter" / "adapter_config.json").read_text())
+    assert (cfg["config"]["dropout"], cfg["config"]["dropout_on"]) == (0.25, "projection")
+    # a folder written before the setting existed (no dropout keys) matches a spec without dropout
+    saved = {k: v for k, v in spec().resolved(task).to_dict().items() if k not in ("dropout", "dropout_on")}
+    assert settings_conflict(saved, spec().resolved(task)) is None
+    assert "dropout=0.0 → 0.25" in settings_conflict(saved, s.resolved(task))
+
+
+def test_peft_lora_gets_the_dropout_as_lora_dropout(task, loader):
+    loaded = loader.model(spec(method="peft-lora"), task)
+    model = get_method("peft-lora").setup(loaded.model, rank=4, seed=0, targets=TARGETS, head=loaded.head_modules,
+                                          dropout=0.2)
+    assert model.peft_config["default"].lora_dropout == 0.2
 
 
 # --- the sweep ----------------------------------------------------------------------------------------
@@ -518,3 +549,13 @@ def test_a_run_locked_by_a_live_process_is_not_trained_twice(task, loader, tmp_p
     assert status(s, tmp_path) == "partial"
     run(s, tmp_path, loader=loader, progress=False, echo=None)
     assert (rd / "result.json").is_file() and not (rd / LOCK).exists()
+
+
+def test_dropout_flags_reach_the_run_settings_of_run_and_grid():
+    from asymlora.cli import build_parser
+    from asymlora.cli.options import spec_settings
+
+    for command in ("run", "grid"):
+        args = build_parser().parse_args([command, "--dropout", "0.1", "--dropout-on", "projection"])
+        assert {k: spec_settings(args)[k] for k in ("dropout", "dropout_on")} == {"dropout": 0.1, "dropout_on": "projection"}
+        assert "dropout" not in spec_settings(build_parser().parse_args([command]))

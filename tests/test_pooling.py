@@ -14,7 +14,7 @@ from toy import toy_model, toy_task, write_toy_model  # noqa: E402
 
 import asymlora  # noqa: E402
 from asymlora.experiments import (  # noqa: E402
-    Loader,  # noqa: E402
+    Loader,
     RunSpec,
     build_tables,
     collect,

@@ -9,12 +9,13 @@ import unicodedata
 import warnings
 from typing import Any
 
+from asymlora.config import DROPOUT_ON
 from asymlora.experiments.methods import method_table
 from asymlora.train.cpu import set_threads
 
 SPEC_KEYS = ("model", "pooling", "max_length", "image_size", "max_train_examples", "max_val_examples",
-             "max_test_examples", "max_train_eval_examples", "extra_tests", "targets", "lrs", "sweep", "epochs",
-             "batch_size", "eval_batch_size", "warmup_ratio", "weight_decay", "max_grad_norm", "select",
+             "max_test_examples", "max_train_eval_examples", "extra_tests", "targets", "dropout", "dropout_on", "lrs",
+             "sweep", "epochs", "batch_size", "eval_batch_size", "warmup_ratio", "weight_decay", "max_grad_norm", "select",
              "mixed_precision", "checkpoint_every")
 FILE_KEYS = ("text_column", "text_pair_column", "label_column", "split_column", "task_kind")
 
@@ -44,6 +45,11 @@ def add_spec_options(p: argparse.ArgumentParser, *, default_out: str) -> None:
                    help="skip the task's extra test sets (out-of-domain sets, other environments)")
     g.add_argument("--targets", nargs="+", metavar="NAME",
                    help="modules to adapt (default: the model's attention query and value projections)")
+    g.add_argument("--dropout", type=float, metavar="P",
+                   help="adapter dropout probability (default 0; adapter methods and peft-lora)")
+    g.add_argument("--dropout-on", choices=DROPOUT_ON,
+                   help="where adapter dropout acts: input = drop(x) (default; the paper's and PEFT's), "
+                        "projection = drop(A·x), r-sized and cheaper (asymlora's adapter methods only)")
     f = p.add_argument_group("data files (when the task is a .csv / .tsv / .jsonl path)")
     for flag in ("text-column", "text-pair-column", "label-column", "split-column"):
         f.add_argument(f"--{flag}", metavar="COLUMN")

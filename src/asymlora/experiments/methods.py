@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, ClassVar, Sequence
 
 import torch
 import torch.nn as nn
@@ -32,7 +32,7 @@ from safetensors.torch import load_file, save_file
 
 import asymlora
 from asymlora.atomic import atomic_write, atomic_write_json
-from asymlora.config import PRESETS, AdapterConfig
+from asymlora.config import DROPOUT_ON, PRESETS, AdapterConfig
 from asymlora.models.heads import new_head_modules
 
 ADAPTER_LRS = (3e-4, 1e-3, 3e-3)
@@ -64,6 +64,7 @@ class Method:
     kind = "base"
     uses_rank = False
     trains = True  # False: nothing is trained; the run evaluates the base model as it is
+    dropout_places: ClassVar[tuple[str, ...]] = ()  # where the method can apply adapter dropout (config.DROPOUT_ON)
 
     # --- names ------------------------------------------------------------------------------------
     @property
@@ -85,13 +86,17 @@ class Method:
 
     # --- building, saving, loading ---------------------------------------------------------------
     def setup(self, model: nn.Module, *, rank: int | None, seed: int, targets: Sequence[str],
-              head: Sequence[str] | None = None) -> nn.Module:
+              head: Sequence[str] | None = None, dropout: float = 0.0, dropout_on: str = "input") -> nn.Module:
         """Prepare a fresh base model for training; ``head`` names its new head modules (default: a top-level
-        classifier / score / head child, as Hugging Face classifiers have). Returns the model to train."""
+        classifier / score / head child, as Hugging Face classifiers have); ``dropout`` with probability p on
+        ``dropout_on`` (methods whose :attr:`dropout_places` hold it). Returns the model to train."""
         if self.uses_rank and not rank:
             raise MethodError(f"method {self.name!r} needs a rank")
-        return self._setup(model, rank=rank, seed=seed, targets=tuple(targets),
-                           head=tuple(head) if head is not None else new_head_modules(model))
+        head = tuple(head) if head is not None else new_head_modules(model)
+        if dropout and dropout_on not in self.dropout_places:
+            raise MethodError(f"method {self.name!r} cannot apply adapter dropout on {dropout_on!r}")
+        extra = {"dropout": dropout, "dropout_on": dropout_on} if self.dropout_places else {}
+        return self._setup(model, rank=rank, seed=seed, targets=tuple(targets), head=head, **extra)
 
     def _setup(self, model: nn.Module, *, rank, seed, targets, head) -> nn.Module:
         raise NotImplementedError
@@ -132,6 +137,7 @@ class AdapterMethod(Method):
     """An asymlora preset (which factor trains, how each starts) injected into the targets."""
 
     preset: str = "lora"
+    dropout_places = DROPOUT_ON
 
     kind = "adapter"
     uses_rank = True
@@ -150,8 +156,9 @@ class AdapterMethod(Method):
         frozen = [f"{w} frozen {f.init}" for w, f in (("A", a), ("B", b)) if not f.trainable]
         return " + ".join(parts) + (f"; {', '.join(frozen)}" if frozen else "") + "; new head"
 
-    def _setup(self, model, *, rank, seed, targets, head):
-        cfg = AdapterConfig.preset(self.preset, rank=rank, seed=seed, targets=targets, train_modules=head)
+    def _setup(self, model, *, rank, seed, targets, head, dropout, dropout_on):
+        cfg = AdapterConfig.preset(self.preset, rank=rank, seed=seed, targets=targets, train_modules=head,
+                                   dropout=dropout, dropout_on=dropout_on)
         return asymlora.inject(model, cfg)
 
     def save(self, model, folder, *, extra=None) -> Path:
@@ -235,6 +242,7 @@ class PeftLora(Method):
 
     kind = "peft-lora"
     uses_rank = True
+    dropout_places = ("input",)  # PEFT's lora_dropout acts on the layer input
 
     @property
     def notation(self) -> str:
@@ -243,10 +251,10 @@ class PeftLora(Method):
     def what_trains(self) -> str:
         return "PEFT LoRA A (kaiming) + B (zeros); new head"
 
-    def _setup(self, model, *, rank, seed, targets, head):
+    def _setup(self, model, *, rank, seed, targets, head, dropout, dropout_on):
         from peft import LoraConfig, get_peft_model
 
-        cfg = LoraConfig(r=rank, lora_alpha=2 * rank, target_modules=list(targets), lora_dropout=0.0,
+        cfg = LoraConfig(r=rank, lora_alpha=2 * rank, target_modules=list(targets), lora_dropout=dropout,
                          modules_to_save=list(head) or None, init_lora_weights=True, bias="none")
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)  # PEFT draws its Kaiming A from the global generator

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
+from asymlora.config import DROPOUT_ON
 from asymlora.experiments.methods import Method, get_method
 from asymlora.models.pooling import POOLINGS
 from asymlora.train.loop import TrainConfig
@@ -27,7 +28,8 @@ from asymlora.train.loop import TrainConfig
 # Settings that do not change a run's numbers, ignored when comparing a folder's config.
 VOLATILE = frozenset({"checkpoint_every", "eval_batch_size"})
 # Settings added to RunSpec after run folders were first written, with the value an old folder had.
-ADDED_SETTINGS: dict[str, Any] = {"pooling": "model", "image_size": None, "max_train_eval_examples": None}
+ADDED_SETTINGS: dict[str, Any] = {"pooling": "model", "image_size": None, "max_train_eval_examples": None,
+                                  "dropout": 0.0, "dropout_on": "input"}
 
 
 class RunConflict(RuntimeError):
@@ -60,6 +62,8 @@ class RunSpec:
     max_grad_norm: float | None = 1.0
     select: str = "best"
     targets: tuple[str, ...] | None = None  # None: the model's query / value projections
+    dropout: float = 0.0  # adapter dropout (adapter methods and PEFT's LoRA only)
+    dropout_on: str = "input"  # "input": drop(x), the paper's and PEFT's; "projection": drop(A·x) (asymlora's only)
     extra_tests: bool = True  # also evaluate the task's extra test sets (out-of-domain sets, environments)
     mixed_precision: str = "no"
     checkpoint_every: int = 100
@@ -81,6 +85,7 @@ class RunSpec:
             raise ValueError(f"learning rates must be positive numbers, got {self.lrs}")
         if self.targets is not None:
             object.__setattr__(self, "targets", tuple(self.targets))
+        self._check_dropout(method)
         if self.pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}, got {self.pooling!r}")
         object.__setattr__(self, "task_options", tuple(sorted((str(k), str(v)) for k, v in dict(self.task_options).items())))
@@ -91,6 +96,17 @@ class RunSpec:
                 raise ValueError(f"{name} must be ≥ 1 (or None for the default), got {v!r}")
         if method.trains:
             self.train_config(self.resolved_lrs()[0])  # validates the optimisation settings
+
+    def _check_dropout(self, method: Method) -> None:
+        if isinstance(self.dropout, bool) or not (isinstance(self.dropout, (int, float)) and 0 <= self.dropout < 1):
+            raise ValueError(f"dropout must be a probability in [0, 1), got {self.dropout!r}")
+        object.__setattr__(self, "dropout", float(self.dropout))
+        if self.dropout_on not in DROPOUT_ON:
+            raise ValueError(f"dropout_on must be one of {', '.join(DROPOUT_ON)}, got {self.dropout_on!r}")
+        if self.dropout and self.dropout_on not in method.dropout_places:
+            where = (f"only on {', '.join(method.dropout_places)}" if method.dropout_places else "no adapter dropout")
+            raise ValueError(f"method {method.name!r} takes {where}; dropout {self.dropout:g} on "
+                             f"{self.dropout_on!r} was asked for (run it without --dropout, in a grid of its own)")
 
     # --- derived ----------------------------------------------------------------------------------
     @property
@@ -123,7 +139,11 @@ class RunSpec:
         return self.method_obj.display(self.rank)
 
     def run_name(self) -> str:
-        return f"{self.method}-r{self.rank}" if self.rank else self.method
+        """``b-only-r8``; with adapter dropout ``b-only-r8-drop0.1`` (input) or ``b-only-r8-drop0.1-projection``."""
+        name = f"{self.method}-r{self.rank}" if self.rank else self.method
+        if self.dropout:
+            name += f"-drop{self.dropout:g}" + ("" if self.dropout_on == "input" else f"-{self.dropout_on}")
+        return name
 
     @property
     def model_id(self) -> str:

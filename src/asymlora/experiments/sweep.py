@@ -67,7 +67,8 @@ def run_trials(spec: RunSpec, rd: RunDir, task: TaskProtocol, loader: Loader, *,
                              "loss (the task's default) or train with DDP")
         targets = spec.targets or tuple(default_targets(loaded.model))
         base_params = sum(p.numel() for p in loaded.model.parameters())
-        model = method.setup(loaded.model, rank=spec.rank, seed=spec.seed, targets=targets, head=loaded.head_modules)
+        model = method.setup(loaded.model, rank=spec.rank, seed=spec.seed, targets=targets, head=loaded.head_modules,
+                             dropout=spec.dropout, dropout_on=spec.dropout_on)
         if acc.is_main_process:
             td.write_config({"spec": spec.to_dict(), "lr": lr, "targets": list(targets),
                              "head_modules": list(loaded.head_modules),
