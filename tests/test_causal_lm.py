@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -81,3 +82,14 @@ def test_builtin_names_are_listed():
     assert causal_lm.causal_lm_names() == ["smollm2", "gemma3-270m"]
     with pytest.raises(ModelError, match="not a causal language model"):
         causal_lm.load_causal_lm("minilm")
+
+
+@pytest.mark.slow
+def test_the_dequantised_smollm2_folder_names_its_architecture():
+    """Tools that read a Hugging Face folder (llama.cpp's convert_lora_to_gguf.py among them) find the model class in
+    config.json's ``architectures``; a format-1 cache folder, which had ``null`` there, is rebuilt."""
+    from asymlora.models.smollm2 import smollm2_folder
+
+    config = json.loads((smollm2_folder() / "config.json").read_text())
+    assert config["architectures"] == ["LlamaForCausalLM"] and config["model_type"] == "llama"
+    assert config["vocab_size"] == 49152 and config["num_hidden_layers"] == 30

@@ -26,7 +26,7 @@ from asymlora.models.converted import build_atomically, converted_folder, folder
 
 __all__ = ["CACHE_FORMAT", "hf_folder", "cache_is_valid", "build_folder"]
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # 2: config.json names the architecture (folders of format 1 are rebuilt)
 _KEYS = {"source_key": "gguf_sha256", "origin_key": "gguf"}
 
 
@@ -45,6 +45,7 @@ def _writer(gguf: Path) -> Callable[[Path], None]:
             tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
         config = model.config.to_dict()
         config.pop("quantization_config", None)
+        config["architectures"] = [type(model).__name__]  # as a Hub folder has it (tools such as llama.cpp's read it)
         (tmp / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True))
         save_model(model, str(tmp / "model.safetensors"))
         tokenizer.save_pretrained(str(tmp))
