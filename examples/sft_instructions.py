@@ -45,6 +45,7 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--steps", type=int, default=40)
     p.add_argument("--val-examples", type=int, default=64)
+    p.add_argument("--save-steps", type=int, default=20, help="a Trainer checkpoint every N steps")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
 
@@ -55,12 +56,14 @@ def main() -> None:
     model = asymlora.inject(model, asymlora.AdapterConfig.preset("b-only", rank=args.rank, targets=("q_proj", "v_proj"),
                                                                  seed=args.seed))
     config = trl.SFTConfig(str(args.out), max_steps=args.steps, learning_rate=args.lr, per_device_train_batch_size=8,
-                           per_device_eval_batch_size=8, max_length=256, save_steps=20, warmup_steps=2, seed=args.seed,
+                           per_device_eval_batch_size=8, max_length=256, save_steps=args.save_steps, warmup_steps=2, seed=args.seed,
                            bf16=False, gradient_checkpointing=False, report_to="none", use_cpu=True, logging_steps=5,
                            disable_tqdm=True)
     trainer = trl.SFTTrainer(model=model, args=config, train_dataset=train, eval_dataset=val,
                              processing_class=tokenizer, callbacks=[AdapterCheckpointCallback()])
-    before = trainer.evaluate()["eval_loss"]
+    before = trainer.evaluate().get("eval_loss")
+    if before is None:  # TRL drops examples whose response is cut off entirely at max_length
+        raise SystemExit("no validation example fits in 256 tokens with its response; raise --val-examples")
     started = time.perf_counter()
     trainer.train()
     train_s = time.perf_counter() - started

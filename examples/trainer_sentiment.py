@@ -53,6 +53,7 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--epochs", type=float, default=2)
     p.add_argument("--train-examples", type=int, default=1000)
+    p.add_argument("--save-steps", type=int, default=30, help="a Trainer checkpoint every N steps")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
 
@@ -66,7 +67,7 @@ def main() -> None:
     model = asymlora.inject(loaded.model, config)
     trainer = Trainer(model=model, train_dataset=train, data_collator=train.collate,
                       args=TrainingArguments(str(args.out), num_train_epochs=args.epochs, learning_rate=args.lr,
-                                             per_device_train_batch_size=32, save_steps=30, lr_scheduler_type="linear",
+                                             per_device_train_batch_size=32, save_steps=args.save_steps, lr_scheduler_type="linear",
                                              warmup_steps=4, seed=args.seed, report_to="none", use_cpu=True,
                                              logging_steps=10, disable_tqdm=True),
                       callbacks=[AdapterCheckpointCallback()])
