@@ -6,6 +6,35 @@ import pytest
 import torch
 import torch.nn as nn
 
+from asymlora.sources.fetch import REGISTRY_LACKS, SourceUnavailable
+
+
+def _skip_if_the_registry_lacks_a_source(err: BaseException) -> None:
+    """A real-data test whose pinned package the registry does not serve now (removed upstream, or no network)
+    cannot run here: skip it, naming the package, instead of failing on something outside the project. Our own
+    fetch code says so with SourceUnavailable, or, from a subprocess (a CLI run), with REGISTRY_LACKS in its output."""
+    if isinstance(err, SourceUnavailable) or REGISTRY_LACKS in str(err):
+        first = next((line for line in str(err).splitlines() if "cannot get" in line), str(err).splitlines()[0])
+        pytest.skip(f"{REGISTRY_LACKS}: {first.strip()[:300]}")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item):
+    try:
+        return (yield)
+    except Exception as err:  # noqa: BLE001 - re-raised unless it is a missing registry source
+        _skip_if_the_registry_lacks_a_source(err)
+        raise
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item):
+    try:
+        return (yield)
+    except Exception as err:  # noqa: BLE001 - re-raised unless it is a missing registry source
+        _skip_if_the_registry_lacks_a_source(err)
+        raise
+
 
 class TinyNet(nn.Module):
     """Linear layers of different shapes, a conv, and a head."""

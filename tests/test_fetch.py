@@ -125,6 +125,26 @@ def test_offline_with_empty_cache_says_what_to_do(cache, monkeypatch):
     assert "Could not find a version" in msg  # pip's own reason
 
 
+def test_a_version_the_registry_no_longer_serves_is_source_unavailable(cache, monkeypatch):
+    """bigbench==1.0.0 went from PyPI on 2026-12-04 (its JSON: "This package version is not available"): pip says
+    "No matching distribution found"; that is SourceUnavailable, which the test suite turns into a skip, while a
+    pip failure of another kind stays a plain SourceError."""
+    pip_says = {"text": ""}
+
+    def pip(cmd, **kw):
+        return subprocess.CompletedProcess(cmd, 1, "", pip_says["text"])
+
+    monkeypatch.setattr(F.subprocess, "run", pip)
+    pip_says["text"] = ("ERROR: Could not find a version that satisfies the requirement fake-data==1.0 (from versions: 0.0.1)\n"
+                        "ERROR: No matching distribution found for fake-data==1.0\n")
+    with pytest.raises(F.SourceUnavailable, match=F.REGISTRY_LACKS):
+        F.fetch_package_file("fake-data", "1.0", "d/a.tsv", sha(DATA))
+    pip_says["text"] = "ERROR: Disk quota exceeded\n"
+    with pytest.raises(SourceError) as err:
+        F.fetch_package_file("fake-data", "1.0", "d/a.tsv", sha(DATA))
+    assert not isinstance(err.value, F.SourceUnavailable) and "Disk quota exceeded" in str(err.value)
+
+
 def test_offline_flag_forbids_download(cache, index, monkeypatch):
     index.add("fake-data", "1.0", {"d/a.tsv": DATA})
     monkeypatch.setenv("ASYMLORA_OFFLINE", "1")

@@ -241,8 +241,9 @@ def test_smollm2_summarises_xsum_through_the_cli(tmp_path, capsys):
                "--max-train-examples", "4", "--max-val-examples", "2", "--max-test-examples", "3", "--max-length", "256",
                "--epochs", "1", "--batch-size", "2", "--task-option", "max_new_tokens=16", "--quiet",
                "--targets", "q_proj", "k_proj", "v_proj", "--out", str(tmp_path)])
-    assert rc == 0
-    out = capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err[-3000:]
+    out = captured.out
     assert "test            loss" in out and "rougeL" in out and "train           loss" in out
     folder = tmp_path / "xsum" / "smollm2" / "b-only-r4" / "seed0"
     recs = [json.loads(x) for x in (folder / "predictions.jsonl").read_text().splitlines()]

@@ -52,6 +52,17 @@ class SourceError(RuntimeError):
     """A pinned source could not be had or did not match its pin; the message says what to do."""
 
 
+class SourceUnavailable(SourceError):
+    """The package registry does not serve the pinned version now (it was removed, or the registry cannot be
+    reached): nothing local is wrong, the source is missing; a cache that has it is the way on. Its message
+    contains :data:`REGISTRY_LACKS`."""
+
+
+REGISTRY_LACKS = "the package registry does not serve this version now"
+_UNAVAILABLE_SIGNS = ("No matching distribution found", "Max retries exceeded", "Temporary failure in name resolution",
+                      "Network is unreachable")
+
+
 # --- cache and hashing ------------------------------------------------------------------------------
 
 def cache_dir() -> Path:
@@ -127,7 +138,10 @@ def _pip_download(package: str, version: str, kind: str, dest: Path) -> None:
         raise SourceError(f"could not run pip: {err}") from err
     if proc.returncode != 0:
         tail = "\n".join((proc.stderr or proc.stdout or "").strip().splitlines()[-6:])
-        raise SourceError(_missing_message(package, version, kind, f"pip download failed (exit {proc.returncode}):\n{tail}"))
+        why = f"pip download failed (exit {proc.returncode}):\n{tail}"
+        if any(sign in tail for sign in _UNAVAILABLE_SIGNS):
+            raise SourceUnavailable(_missing_message(package, version, kind, f"{REGISTRY_LACKS}; {why}"))
+        raise SourceError(_missing_message(package, version, kind, why))
 
 
 def _missing_message(package: str, version: str, kind: str, why: str, archive: str | None = None) -> str:
