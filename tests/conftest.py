@@ -18,8 +18,7 @@ def _skip_if_the_registry_lacks_a_source(err: BaseException) -> None:
         pytest.skip(f"{REGISTRY_LACKS}: {first.strip()[:300]}")
 
 
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_setup(item):
+def _skipping_missing_sources(item):
     try:
         return (yield)
     except Exception as err:  # noqa: BLE001 - re-raised unless it is a missing registry source
@@ -27,13 +26,9 @@ def pytest_runtest_setup(item):
         raise
 
 
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_call(item):
-    try:
-        return (yield)
-    except Exception as err:  # noqa: BLE001 - re-raised unless it is a missing registry source
-        _skip_if_the_registry_lacks_a_source(err)
-        raise
+# fixtures (setup) and test bodies (call) alike
+pytest_runtest_setup = pytest.hookimpl(wrapper=True)(_skipping_missing_sources)
+pytest_runtest_call = pytest.hookimpl(wrapper=True)(_skipping_missing_sources)
 
 
 class TinyNet(nn.Module):
