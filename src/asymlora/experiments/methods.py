@@ -93,10 +93,16 @@ class Method:
         if self.uses_rank and not rank:
             raise MethodError(f"method {self.name!r} needs a rank")
         head = tuple(head) if head is not None else new_head_modules(model)
-        if dropout and dropout_on not in self.dropout_places:
-            raise MethodError(f"method {self.name!r} cannot apply adapter dropout on {dropout_on!r}")
+        self.check_dropout(dropout, dropout_on)
         extra = {"dropout": dropout, "dropout_on": dropout_on} if self.dropout_places else {}
         return self._setup(model, rank=rank, seed=seed, targets=tuple(targets), head=head, **extra)
+
+    def check_dropout(self, dropout: float, dropout_on: str) -> None:
+        """Refuse adapter dropout this method cannot apply (none at all, or not on ``dropout_on``)."""
+        if dropout and dropout_on not in self.dropout_places:
+            where = f"only on {', '.join(self.dropout_places)}" if self.dropout_places else "no adapter dropout"
+            raise MethodError(f"method {self.name!r} takes {where}; dropout {dropout:g} on {dropout_on!r} was asked "
+                              "for (run it without --dropout, in a grid of its own)")
 
     def _setup(self, model: nn.Module, *, rank, seed, targets, head) -> nn.Module:
         raise NotImplementedError

@@ -103,10 +103,7 @@ class RunSpec:
         object.__setattr__(self, "dropout", float(self.dropout))
         if self.dropout_on not in DROPOUT_ON:
             raise ValueError(f"dropout_on must be one of {', '.join(DROPOUT_ON)}, got {self.dropout_on!r}")
-        if self.dropout and self.dropout_on not in method.dropout_places:
-            where = (f"only on {', '.join(method.dropout_places)}" if method.dropout_places else "no adapter dropout")
-            raise ValueError(f"method {method.name!r} takes {where}; dropout {self.dropout:g} on "
-                             f"{self.dropout_on!r} was asked for (run it without --dropout, in a grid of its own)")
+        method.check_dropout(self.dropout, self.dropout_on)
 
     # --- derived ----------------------------------------------------------------------------------
     @property
